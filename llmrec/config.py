@@ -1,0 +1,228 @@
+"""Frozen dataclass configs loaded from TOML with `key.sub=value` overrides.
+
+Unknown keys are errors (a typo must not silently fall back to a default), and every section
+validates itself in `__post_init__` so a bad value fails before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from llmrec.errors import ConfigError
+
+T = TypeVar("T")
+
+CANDIDATE_KINDS = ("sampled", "pop", "full")
+STAGES = ("test", "valid")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where interactions and items come from and how they are filtered."""
+
+    dataset: str = "ml-100k"  # an embedded asset name, or a name for a user dataset
+    format: str = "recbole"  # recbole | csv | jsonl
+    path: str = ""  # recbole: folder holding <name>.inter/.item; csv/jsonl: interactions file
+    items_path: str = ""  # csv/jsonl only: the items file
+    user_field: str = "user_id"
+    item_field: str = "item_id"
+    rating_field: str = "rating"
+    timestamp_field: str = "timestamp"
+    title_field: str = ""  # empty: auto-detect (movie_title, title, name)
+    year_field: str = ""  # empty: auto-detect (release_year, year)
+    genres_field: str = ""  # empty: auto-detect (class, genres, categories)
+    genres_sep: str = "|"  # csv/jsonl string genres; recbole token_seq splits on spaces
+    item_noun: str = "movie"
+    min_rating: float | None = None  # keep interactions with rating >= this
+    kcore: int = 0  # iteratively keep users and items with >= kcore interactions
+
+    def __post_init__(self) -> None:
+        if self.format not in ("recbole", "csv", "jsonl"):
+            raise ConfigError(f"data.format: expected one of recbole, csv, jsonl; got {self.format!r}")
+        if self.format in ("csv", "jsonl") and not (self.path and self.items_path):
+            raise ConfigError(f"data.path and data.items_path are required for format {self.format!r}")
+        if self.kcore < 0:
+            raise ConfigError(f"data.kcore: must be >= 0; got {self.kcore}")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """Chronological leave-one-out: last item test, second-to-last validation, the rest train."""
+
+    method: str = "leave-one-out"
+    history_len: int = 50  # prompts and sequential models see at most the last N items
+
+    def __post_init__(self) -> None:
+        if self.method != "leave-one-out":
+            raise ConfigError(f"split.method: only 'leave-one-out' is supported; got {self.method!r}")
+        if self.history_len < 1:
+            raise ConfigError(f"split.history_len: must be >= 1; got {self.history_len}")
+
+
+@dataclass(frozen=True)
+class CandidatesConfig:
+    """Which candidate sets to build; every method later scores exactly these lists."""
+
+    kinds: tuple[str, ...] = ("sampled", "pop", "full")
+    n: int = 20  # list length (1 positive + n-1 negatives) for sampled/pop
+    seed: int = 0
+    stages: tuple[str, ...] = ("test", "valid")
+
+    def __post_init__(self) -> None:
+        for kind in self.kinds:
+            if kind not in CANDIDATE_KINDS:
+                raise ConfigError(
+                    f"candidates.kinds: unknown kind {kind!r}; expected some of {list(CANDIDATE_KINDS)}"
+                )
+        for stage in self.stages:
+            if stage not in STAGES:
+                raise ConfigError(f"candidates.stages: unknown stage {stage!r}; expected {list(STAGES)}")
+        if self.n < 2:
+            raise ConfigError(f"candidates.n: must be >= 2; got {self.n}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole job. `out_dir` holds split, candidates and stats written by `llmrec prepare`."""
+
+    out_dir: str = "runs/ml-100k"
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    candidates: CandidatesConfig = field(default_factory=CandidatesConfig)
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check a TOML value against a dataclass field type; convert lists to tuples and ints to floats."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: expected {tp}; got {value!r}")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list; got {value!r}")
+        (item_tp, *_rest) = typing.get_args(tp)
+        return tuple(_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a table; got {value!r}")
+        return from_dict(tp, value, prefix=f"{key}.")
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        if type(value) is not tp:
+            raise ConfigError(f"{key}: expected {_type_name(tp)}; got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported field type {tp}")
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass `cls` from a nested dict, rejecting unknown keys with their full name."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"unknown config key {prefix}{key!r}; known keys: {sorted(names)}")
+    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict of a config (tuples as lists) for printing and saving."""
+
+    def conv(v: Any) -> Any:
+        if isinstance(v, tuple):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+
+    return conv(dataclasses.asdict(cfg))
+
+
+def _parse_value(text: str) -> Any:
+    """Parse an override value as TOML (numbers, booleans, lists); bare words stay strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b=value` strings to a nested dict (a copy)."""
+    import copy
+
+    out = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r}: expected key.sub=value")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {part!r} is not a table")
+        node[parts[-1]] = _parse_value(text.strip())
+    return out
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None, cls: type[T] = Config) -> T:  # type: ignore[assignment]
+    """Load a TOML config (or the defaults when `path` is None) and apply overrides."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: invalid TOML: {e}") from e
+    data = apply_overrides(data, overrides or [])
+    return from_dict(cls, data)
+
+
+def dump_toml(cfg: Any) -> str:
+    """Serialise a config as TOML (for the resolved config a run prints and saves)."""
+
+    def val(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, list):
+            return "[" + ", ".join(val(x) for x in v) + "]"
+        raise TypeError(v)
+
+    d = to_dict(cfg)
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            tables.append((k, v))
+        elif v is not None:
+            lines.append(f"{k} = {val(v)}")
+    for name, table in tables:
+        lines.append(f"\n[{name}]")
+        lines.extend(f"{k} = {val(v)}" for k, v in table.items() if v is not None)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,137 @@
+"""Candidate sets: the exact lists every method (LLM or classic) scores.
+
+Kinds (DESIGN.md): `sampled-N` (positive + N-1 unseen items drawn uniformly), `pop-N` (negatives
+drawn in proportion to training popularity, the harder protocol of Krichene & Rendle 2020's
+critique of sampled metrics) and `full` (every unseen item). Files carry their seed and the
+dataset fingerprint so a method can never score lists built from other data.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmrec.data.split import Split, natural_key, train_item_counts
+from llmrec.errors import DataError
+
+
+@dataclass(frozen=True)
+class CandidateList:
+    user_id: str
+    positive: str | None  # None for production ranking jobs with no known target
+    candidates: tuple[str, ...]
+
+
+@dataclass
+class CandidateSet:
+    kind: str  # sampled | pop | full
+    n: int | None  # list length for sampled/pop; None for full
+    seed: int
+    stage: str  # test | valid
+    dataset_hash: str
+    lists: list[CandidateList] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return "full" if self.kind == "full" else f"{self.kind}-{self.n}"
+
+    @property
+    def filename(self) -> str:
+        return f"{self.label}.{self.stage}.jsonl"
+
+    def meta(self) -> dict[str, Any]:
+        return {"kind": self.kind, "n": self.n, "seed": self.seed, "stage": self.stage,
+                "dataset_hash": self.dataset_hash, "users": len(self.lists)}
+
+    def by_user(self) -> dict[str, CandidateList]:
+        return {c.user_id: c for c in self.lists}
+
+    def save(self, path: Path) -> None:
+        """Write atomically (tmp file + rename) so an interrupted prepare never leaves half a file."""
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        with open(tmp, "w") as f:
+            f.write(json.dumps({"meta": self.meta()}) + "\n")
+            for c in self.lists:
+                f.write(json.dumps({"user_id": c.user_id, "positive": c.positive,
+                                    "candidates": list(c.candidates)}) + "\n")
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> CandidateSet:
+        """Read and validate a candidate file; errors name the file and line."""
+        if not path.is_file():
+            raise DataError(f"candidate file not found: {path} (run `llmrec prepare`)")
+        with open(path) as f:
+            try:
+                meta = json.loads(f.readline())["meta"]
+                cs = cls(meta["kind"], meta["n"], meta["seed"], meta["stage"], meta["dataset_hash"])
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise DataError(f"{path}:1: expected a {{\"meta\": ...}} header line ({e})") from None
+            seen: set[str] = set()
+            for n, line in enumerate(f, 2):
+                try:
+                    r = json.loads(line)
+                    c = CandidateList(str(r["user_id"]), r["positive"], tuple(str(x) for x in r["candidates"]))
+                except (json.JSONDecodeError, KeyError, TypeError) as e:
+                    raise DataError(f"{path}:{n}: malformed record ({e})") from None
+                if c.user_id in seen:
+                    raise DataError(f"{path}:{n}: user {c.user_id!r} appears twice")
+                if len(set(c.candidates)) != len(c.candidates):
+                    raise DataError(f"{path}:{n}: user {c.user_id!r} has duplicate candidates")
+                if c.positive is not None and c.positive not in c.candidates:
+                    raise DataError(f"{path}:{n}: positive {c.positive!r} is not among the candidates")
+                seen.add(c.user_id)
+                cs.lists.append(c)
+        return cs
+
+    def check_dataset(self, dataset_hash: str, path: Path | str = "") -> None:
+        if self.dataset_hash != dataset_hash:
+            raise DataError(f"candidate file {path or self.filename} was built on dataset {self.dataset_hash}, "
+                            f"but the loaded data is {dataset_hash}; re-run `llmrec prepare`")
+
+
+def _rng(seed: int, kind: str, stage: str) -> np.random.Generator:
+    """Independent stream per (seed, kind, stage) so adding a kind does not change the others."""
+    return np.random.default_rng([seed, zlib.crc32(kind.encode()), zlib.crc32(stage.encode())])
+
+
+def build(split: Split, kind: str, n: int, seed: int, stage: str) -> CandidateSet:
+    """Build one candidate set over the items that occur in the split.
+
+    Negatives are items the user never interacted with (in any part of the split); the positive is
+    the user's `stage` target and appears exactly once; list order is shuffled for sampled/pop.
+    """
+    universe = sorted({i for s in split for i in s.items}, key=natural_key)
+    index = {i: k for k, i in enumerate(universe)}
+    rng = _rng(seed, kind, stage)
+    weights = None
+    if kind == "pop":
+        counts = train_item_counts(split, universe).astype(np.float64)
+        weights = counts + 1e-9 * counts.sum() / len(universe)  # unseen-in-train items: almost never
+    cs = CandidateSet(kind, None if kind == "full" else n, seed, stage, split.dataset_hash)
+    for s in split:
+        seen = np.zeros(len(universe), dtype=bool)
+        seen[[index[i] for i in s.items]] = True
+        pool = np.flatnonzero(~seen)
+        pos = s.target(stage)
+        if kind == "full":
+            ids = np.sort(np.append(pool, index[pos]))
+            cs.lists.append(CandidateList(s.user_id, pos, tuple(universe[k] for k in ids)))
+            continue
+        if len(pool) < n - 1:
+            raise DataError(f"user {s.user_id!r} has only {len(pool)} unseen items, fewer than the "
+                            f"{n - 1} negatives candidates.n={n} needs")
+        p = None
+        if weights is not None:
+            w = weights[pool]
+            p = w / w.sum()
+        neg = rng.choice(pool, size=n - 1, replace=False, p=p)
+        ids = np.append(neg, index[pos])
+        rng.shuffle(ids)
+        cs.lists.append(CandidateList(s.user_id, pos, tuple(universe[k] for k in ids)))
+    return cs

@@ -1,0 +1,257 @@
+"""Loaders: RecBole atomic files and plain CSV/JSONL, with errors naming file, line and column.
+
+Parsing is done row by row (not with pandas' C reader) so that a bad value can be reported with
+its exact line and column; ML-100K's 100k rows still load in well under a second.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from llmrec.config import DataConfig
+from llmrec.data.dataset import Dataset, Item
+from llmrec.errors import DataError
+
+TITLE_FIELDS = ("movie_title", "title", "name", "item_name")
+YEAR_FIELDS = ("release_year", "year")
+GENRE_FIELDS = ("class", "genres", "genre", "categories")
+
+
+def _pick(explicit: str, candidates: tuple[str, ...], available: list[str], path: Path, what: str,
+          required: bool) -> str | None:
+    if explicit:
+        if explicit not in available:
+            raise DataError(f"{path}: no column {explicit!r} for the item {what}; columns are {available}")
+        return explicit
+    for c in candidates:
+        if c in available:
+            return c
+    if required:
+        raise DataError(f"{path}: no {what} column (looked for {list(candidates)}); columns are {available}; "
+                        f"set data.{what}_field")
+    return None
+
+
+def _float(value: Any, path: Path, line: int, column: str) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}:{line}: column {column!r}: expected a number, got {value!r}") from None
+    if math.isnan(x):
+        raise DataError(f"{path}:{line}: column {column!r}: NaN is not allowed")
+    return x
+
+
+def _year(value: Any) -> int | None:
+    try:
+        return int(str(value).strip()[:4])
+    except ValueError:
+        return None
+
+
+def read_atomic(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """RecBole atomic file: tab-separated, header `name:type`. Yields (line number, fields)."""
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    f = open(path, encoding="utf-8", newline="")
+    header = f.readline().rstrip("\r\n").split("\t")
+    names = []
+    for col, h in enumerate(header, 1):
+        if ":" not in h:
+            f.close()
+            raise DataError(f"{path}:1: column {col} header {h!r} is not of the form name:type")
+        names.append(h.split(":", 1)[0])
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        with f:
+            for n, raw in enumerate(f, 2):
+                raw = raw.rstrip("\r\n")
+                if not raw:
+                    continue
+                parts = raw.split("\t")
+                if len(parts) != len(names):
+                    raise DataError(f"{path}:{n}: expected {len(names)} tab-separated columns "
+                                    f"({', '.join(names)}), got {len(parts)}")
+                yield n, parts
+
+    return names, rows()
+
+
+def _interactions(rows: Iterator[tuple[int, dict[str, Any]]], cfg: DataConfig, path: Path,
+                  columns: list[str]) -> pd.DataFrame:
+    for need in (cfg.user_field, cfg.item_field):
+        if need not in columns:
+            raise DataError(f"{path}: no column {need!r} (set data.user_field / data.item_field); "
+                            f"columns are {columns}")
+    has_rating = cfg.rating_field in columns
+    has_time = cfg.timestamp_field in columns
+    users, items, ratings, times = [], [], [], []
+    for n, rec in rows:
+        u, i = rec.get(cfg.user_field), rec.get(cfg.item_field)
+        if u in (None, "") or i in (None, ""):
+            raise DataError(f"{path}:{n}: empty {cfg.user_field!r} or {cfg.item_field!r}")
+        users.append(str(u))
+        items.append(str(i))
+        # Policy: no rating column means implicit feedback (1.0); no timestamp means file order.
+        ratings.append(_float(rec[cfg.rating_field], path, n, cfg.rating_field) if has_rating else 1.0)
+        times.append(_float(rec[cfg.timestamp_field], path, n, cfg.timestamp_field) if has_time else float(len(times)))
+    if not users:
+        raise DataError(f"{path}: no interactions")
+    return pd.DataFrame({"user_id": users, "item_id": items, "rating": ratings, "timestamp": times,
+                         "row": range(len(users))})
+
+
+def _items(rows: Iterator[tuple[int, dict[str, Any]]], cfg: DataConfig, path: Path, columns: list[str],
+           split_genres) -> dict[str, Item]:
+    id_field = cfg.item_field
+    if id_field not in columns:
+        raise DataError(f"{path}: no item id column {id_field!r}; columns are {columns}")
+    title = _pick(cfg.title_field, TITLE_FIELDS, columns, path, "title", required=True)
+    year = _pick(cfg.year_field, YEAR_FIELDS, columns, path, "year", required=False)
+    genres = _pick(cfg.genres_field, GENRE_FIELDS, columns, path, "genres", required=False)
+    extra = [c for c in columns if c not in (id_field, title, year, genres)]
+    items: dict[str, Item] = {}
+    for n, rec in rows:
+        iid = str(rec.get(id_field, "") or "")
+        if not iid:
+            raise DataError(f"{path}:{n}: empty item id in column {id_field!r}")
+        if iid in items:
+            raise DataError(f"{path}:{n}: duplicate item id {iid!r}")
+        t = str(rec.get(title) or "").strip()
+        if not t:
+            raise DataError(f"{path}:{n}: item {iid!r} has an empty title (column {title!r})")
+        items[iid] = Item(
+            id=iid,
+            title=t,
+            year=_year(rec.get(year)) if year else None,
+            genres=tuple(split_genres(rec.get(genres))) if genres else (),
+            fields={c: str(rec[c]) for c in extra if rec.get(c) not in (None, "")},
+        )
+    return items
+
+
+def _check_items_known(df: pd.DataFrame, items: dict[str, Item], path: Path) -> None:
+    unknown = ~df["item_id"].isin(items.keys())
+    if unknown.any():
+        first = df[unknown].iloc[0]
+        raise DataError(f"{path}: {int(unknown.sum())} interactions name items missing from the items file, "
+                        f"e.g. item_id {first['item_id']!r} (data row {int(first['row']) + 1})")
+
+
+def load_recbole(folder: Path, name: str, cfg: DataConfig) -> Dataset:
+    """`<folder>/<name>.inter` and `.item` (and optional `.user`) in RecBole's atomic format."""
+    inter_path, item_path, user_path = (folder / f"{name}.{ext}" for ext in ("inter", "item", "user"))
+    cols, rows = read_atomic(inter_path)
+    df = _interactions(((n, dict(zip(cols, r))) for n, r in rows), cfg, inter_path, cols)
+    cols, rows = read_atomic(item_path)
+    items = _items(((n, dict(zip(cols, r))) for n, r in rows), cfg, item_path, cols,
+                   lambda v: (v or "").split())
+    _check_items_known(df, items, inter_path)
+    users: dict[str, dict[str, str]] = {}
+    if user_path.is_file():
+        cols, rows = read_atomic(user_path)
+        if cfg.user_field not in cols:
+            raise DataError(f"{user_path}: no column {cfg.user_field!r}; columns are {cols}")
+        for _, r in rows:
+            rec = dict(zip(cols, r))
+            users[rec.pop(cfg.user_field)] = rec
+    return Dataset(name, items, df, users, cfg.item_noun)
+
+
+def _csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    f = open(path, encoding="utf-8", newline="")
+    sample = f.read(4096)
+    f.seek(0)
+    delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
+    reader = csv.DictReader(f, delimiter=delimiter)
+    columns = list(reader.fieldnames or [])
+    if not columns:
+        f.close()
+        raise DataError(f"{path}: empty file (a header row is required)")
+
+    def rows() -> Iterator[tuple[int, dict[str, Any]]]:
+        with f:
+            for rec in reader:
+                if None in rec or any(v is None for v in rec.values()):
+                    raise DataError(f"{path}:{reader.line_num}: expected {len(columns)} columns "
+                                    f"({', '.join(columns)})")
+                yield reader.line_num, rec
+
+    return columns, rows()
+
+
+def _jsonl_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
+    if not path.is_file():
+        raise DataError(f"file not found: {path}")
+    records = []
+    columns: dict[str, None] = {}
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"{path}:{n}: invalid JSON at column {e.colno}: {e.msg}") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}:{n}: expected a JSON object, got {type(rec).__name__}")
+            records.append((n, rec))
+            columns.update(dict.fromkeys(rec))
+    return list(columns), iter(records)
+
+
+def load_table(cfg: DataConfig) -> Dataset:
+    """Plain CSV/TSV (header row) or JSONL: an interactions file plus an items file."""
+    reader = _csv_rows if cfg.format == "csv" else _jsonl_rows
+    inter_path, item_path = Path(cfg.path), Path(cfg.items_path)
+    cols, rows = reader(inter_path)
+    df = _interactions(rows, cfg, inter_path, cols)
+
+    def split_genres(v: Any) -> list[str]:
+        if isinstance(v, list):
+            return [str(g) for g in v]
+        return [g.strip() for g in str(v or "").split(cfg.genres_sep) if g.strip()]
+
+    cols, rows = reader(item_path)
+    items = _items(rows, cfg, item_path, cols, split_genres)
+    _check_items_known(df, items, inter_path)
+    return Dataset(cfg.dataset, items, df, {}, cfg.item_noun)
+
+
+def load_raw(cfg: DataConfig, log=print) -> Dataset:
+    """Load the configured dataset as stored (fetching the embedded one if needed), unfiltered."""
+    if cfg.format == "recbole":
+        if cfg.path:
+            folder = Path(cfg.path)
+        else:
+            from llmrec import assets
+
+            if cfg.dataset not in assets.ASSETS or assets.ASSETS[cfg.dataset].kind != "dataset":
+                raise DataError(f"data.dataset {cfg.dataset!r} is not an embedded dataset; set data.path "
+                                f"to the folder holding {cfg.dataset}.inter and {cfg.dataset}.item")
+            folder = assets.fetch(cfg.dataset, log=log)
+        return load_recbole(folder, cfg.dataset, cfg)
+    return load_table(cfg)
+
+
+def apply_filters(ds: Dataset, cfg: DataConfig) -> Dataset:
+    """The configured min-rating and k-core filters; an empty result is an error, not an empty run."""
+    if cfg.min_rating is not None or cfg.kcore > 1:
+        ds = ds.filter(cfg.min_rating, cfg.kcore)
+        if ds.n_interactions == 0:
+            raise DataError(f"no interactions left after filtering (min_rating={cfg.min_rating}, kcore={cfg.kcore})")
+    return ds
+
+
+def load_dataset(cfg: DataConfig, log=print) -> Dataset:
+    """Load and filter: what every later step works on."""
+    return apply_filters(load_raw(cfg, log), cfg)

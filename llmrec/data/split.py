@@ -1,0 +1,138 @@
+"""Chronological leave-one-out split.
+
+Each user's interactions are put in time order with a deterministic tie-break: timestamp, then
+original file order (never item id: ML-100K has many same-second ratings, and ordering those by
+id leaks the catalogue order into the "next item"). The last item is the test target, the one
+before it the validation target, the rest is training history.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from llmrec.data.dataset import Dataset, Interaction
+from llmrec.errors import DataError
+
+MIN_SEQUENCE = 3  # train (>= 1) + valid + test
+
+
+def natural_key(s: str) -> tuple[int, int | str]:
+    """Sort numeric ids numerically and the rest as text."""
+    return (0, int(s)) if s.isdigit() else (1, s)
+
+
+@dataclass(frozen=True)
+class UserSequence:
+    """One user's items in time order; the last is test, the second-to-last validation."""
+
+    user_id: str
+    items: tuple[str, ...]
+    ratings: tuple[float, ...]
+    timestamps: tuple[float, ...]
+
+    @property
+    def test(self) -> str:
+        return self.items[-1]
+
+    @property
+    def valid(self) -> str:
+        return self.items[-2]
+
+    @property
+    def train(self) -> tuple[str, ...]:
+        return self.items[:-2]
+
+    def target(self, stage: str) -> str:
+        return self.test if stage == "test" else self.valid
+
+    def history_range(self, stage: str, max_len: int | None = None) -> range:
+        """Indices of the history seen when predicting `stage`'s target, oldest first."""
+        end = len(self.items) - (1 if stage == "test" else 2)
+        start = 0 if max_len is None else max(0, end - max_len)
+        return range(start, end)
+
+    def history(self, stage: str, max_len: int | None = None) -> tuple[str, ...]:
+        r = self.history_range(stage, max_len)
+        return self.items[r.start:r.stop]
+
+    def events(self, dataset: Dataset, stage: str, max_len: int | None = None) -> list[Interaction]:
+        """History as `Interaction`s (item metadata, rating, timestamp) for prompt templates."""
+        return [Interaction(dataset.items[self.items[k]], self.ratings[k], self.timestamps[k])
+                for k in self.history_range(stage, max_len)]
+
+
+@dataclass
+class Split:
+    """All users' sequences plus the count of users skipped for having fewer than 3 items."""
+
+    users: dict[str, UserSequence]
+    dataset_hash: str
+    skipped_users: int = 0
+
+    def __iter__(self) -> Iterator[UserSequence]:
+        return iter(self.users.values())
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def __getitem__(self, user_id: str) -> UserSequence:
+        try:
+            return self.users[user_id]
+        except KeyError:
+            raise DataError(f"unknown user_id {user_id!r} (not in the split)") from None
+
+    def save(self, path: Path) -> None:
+        with open(path, "w") as f:
+            f.write(json.dumps({"meta": {"method": "leave-one-out", "dataset_hash": self.dataset_hash,
+                                         "skipped_users": self.skipped_users}}) + "\n")
+            for s in self:
+                f.write(json.dumps({"user_id": s.user_id, "items": list(s.items), "ratings": list(s.ratings),
+                                    "timestamps": list(s.timestamps)}) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> Split:
+        if not path.is_file():
+            raise DataError(f"split file not found: {path} (run `llmrec prepare` first)")
+        users: dict[str, UserSequence] = {}
+        with open(path) as f:
+            try:
+                meta = json.loads(f.readline())["meta"]
+                for n, line in enumerate(f, 2):
+                    r = json.loads(line)
+                    users[r["user_id"]] = UserSequence(r["user_id"], tuple(r["items"]), tuple(r["ratings"]),
+                                                       tuple(r["timestamps"]))
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise DataError(f"{path}: malformed split file ({e})") from None
+        return cls(users, meta["dataset_hash"], meta.get("skipped_users", 0))
+
+
+def leave_one_out(dataset: Dataset) -> Split:
+    """Split every user with >= 3 interactions; users with fewer are skipped and counted."""
+    df = dataset.interactions.sort_values(["timestamp", "row"], kind="stable")
+    users: dict[str, UserSequence] = {}
+    skipped = 0
+    groups = {u: g for u, g in df.groupby("user_id", sort=False)}
+    for u in sorted(groups, key=natural_key):
+        g = groups[u]
+        if len(g) < MIN_SEQUENCE:
+            skipped += 1
+            continue
+        users[u] = UserSequence(
+            u, tuple(g["item_id"].tolist()), tuple(g["rating"].tolist()), tuple(g["timestamp"].tolist())
+        )
+    return Split(users, dataset.fingerprint(), skipped)
+
+
+def train_item_counts(split: Split, universe: list[str]) -> np.ndarray:
+    """Interaction counts over training histories only (no validation/test targets: no leakage)."""
+    index = {i: k for k, i in enumerate(universe)}
+    counts = np.zeros(len(universe), dtype=np.int64)
+    for s in split:
+        for i in s.train:
+            counts[index[i]] += 1
+    return counts

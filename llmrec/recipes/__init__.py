@@ -1,0 +1,1 @@
+"""Recipes: each a readable top-to-bottom `run(cfg) -> Result`."""
