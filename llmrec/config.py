@@ -140,7 +140,7 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in data:
         if key not in names:
-            raise ConfigError(f"unknown config key {prefix}{key!r}; known keys: {sorted(names)}")
+            raise ConfigError(f"unknown config key '{prefix}{key}'; known keys: {sorted(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
     return cls(**kwargs)
 
