@@ -42,6 +42,50 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rank_overrides(args: argparse.Namespace) -> list[str]:
+    """Convenience flags are plain overrides, applied after the positional ones."""
+    extra = []
+    for flag, key in (("template", "rank.template"), ("backend", "rank.backend"), ("adapter", "model.adapter"),
+                      ("users", "rank.users"), ("input", "rank.input"), ("candidates", "rank.candidates"),
+                      ("scoring", "rank.scoring"), ("run_dir", "rank.run_dir"), ("model", "model.name")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            extra.append(f"{key}={value}" if flag == "users" else f"{key}={_quote(value)}")
+    return list(args.overrides) + extra
+
+
+def _quote(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def cmd_rank(args: argparse.Namespace) -> int:
+    from llmrec.config import Config, dump_toml, load_config
+    from llmrec.recipes import rank
+
+    cfg = load_config(args.config, _rank_overrides(args), Config)
+    print("# resolved config\n" + dump_toml(cfg))
+    rank.run(cfg)
+    return 0
+
+
+def cmd_prompts(args: argparse.Namespace) -> int:
+    from llmrec.prompts.render import list_templates, load_template
+
+    if args.action == "list":
+        for name in list_templates():
+            t = load_template(name)
+            print(f"{name:34s} {t.style:8s} {'chat' if t.chat else 'plain':6s} {t.header.get('answer', '')}")
+        return 0
+    from llmrec.config import Config, load_config
+    from llmrec.recipes.render import render_for_user
+
+    cfg = load_config(args.config, _rank_overrides(args), Config)
+    text, n_tokens, dropped = render_for_user(cfg, args.user)
+    print(text)
+    print(f"\n# {n_tokens} tokens; {dropped} oldest history items dropped by the budget", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="llmrec",
@@ -63,7 +107,37 @@ def build_parser() -> argparse.ArgumentParser:
                                    "into out_dir.")
     _add_config_args(p)
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("rank", help="rank candidates for each user with an LLM template (resumable)",
+                       description="Scores a prepared candidate file (rank.candidates) or a JSONL of "
+                                   "{user_id, history, candidates} (rank.input) and writes a run directory: "
+                                   "config.toml, run.json, ranks.jsonl, metrics.json. Re-running on the same "
+                                   "run directory resumes where it stopped.")
+    _add_config_args(p)
+    _add_rank_flags(p)
+    p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser("prompts", help="list templates or render one for a user",
+                       description="`prompts list` shows the shipped templates; `prompts render --template X "
+                                   "--user U` prints the exact prompt text and its token count.")
+    p.add_argument("action", choices=["list", "render"])
+    p.add_argument("--user", default="1", help="user id (render; default 1)")
+    _add_config_args(p)
+    _add_rank_flags(p)
+    p.set_defaults(func=cmd_prompts)
     return parser
+
+
+def _add_rank_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--template", "-t", help="template name (see `llmrec prompts list`) or .j2 path")
+    p.add_argument("--model", help="embedded model name, local folder or Hugging Face id")
+    p.add_argument("--adapter", help="peft adapter folder")
+    p.add_argument("--backend", help="hf | vllm")
+    p.add_argument("--scoring", help="title style: sum | mean | calibrated")
+    p.add_argument("--candidates", help="candidate label under <out_dir>/candidates (e.g. pop-20.test) or file")
+    p.add_argument("--input", help="JSONL of {user_id, history, candidates} to rank instead")
+    p.add_argument("--users", type=int, help="rank only the first N users")
+    p.add_argument("--run-dir", dest="run_dir", help="output run directory")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -88,6 +88,49 @@ class CandidatesConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """The LM: an embedded asset name, a local folder or a Hugging Face id, plus an optional adapter."""
+
+    name: str = "smollm2-135m-instruct"
+    adapter: str = ""  # a peft adapter folder
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ConfigError(f"model.dtype: expected auto, float32, bfloat16 or float16; got {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class RankConfig:
+    """A batch ranking job: which template scores which candidate lists, and how."""
+
+    template: str = "title/next_item_v1"  # shipped name or path to a .j2 file
+    backend: str = "hf"
+    scoring: str = "sum"  # title style: sum | mean | calibrated
+    candidates: str = "sampled-20.test"  # a label under <out_dir>/candidates, or a file path
+    input: str = ""  # JSONL of {"user_id", "history", "candidates"} instead of prepared candidates
+    users: int = 0  # rank only the first N users (0: all)
+    max_prompt_tokens: int = 0  # prompt budget; 0: the model's context length
+    seed: int = 0  # candidate order inside list prompts
+    batch_users: int = 4  # users per backend call
+    batch_tokens: int = 4096  # hf backend: rows x padded length per forward
+    shared_prefix: bool = True  # hf backend: compute each prompt once for all its candidates
+    top_k: int = 0  # candidates written per user (0: all, ranked)
+    on_unknown: str = "error"  # unknown item ids: error | skip (drop them, counted)
+    run_dir: str = ""  # default: <out_dir>/rank/<template>--<candidates>
+
+    def __post_init__(self) -> None:
+        if self.on_unknown not in ("error", "skip"):
+            raise ConfigError(f"rank.on_unknown: expected error or skip; got {self.on_unknown!r}")
+        for key in ("users", "max_prompt_tokens", "top_k"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"rank.{key}: must be >= 0; got {getattr(self, key)}")
+        if self.batch_users < 1 or self.batch_tokens < 1:
+            raise ConfigError("rank.batch_users and rank.batch_tokens must be >= 1")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole job. `out_dir` holds split, candidates and stats written by `llmrec prepare`."""
 
@@ -95,6 +138,8 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     candidates: CandidatesConfig = field(default_factory=CandidatesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    rank: RankConfig = field(default_factory=RankConfig)
 
 
 def _type_name(tp: Any) -> str:

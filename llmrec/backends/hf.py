@@ -1,0 +1,138 @@
+"""Transformers backend with shared-prefix scoring.
+
+All continuations of a prompt are packed into one row after it: `prompt c1 c2 ... cK`. A 4D
+attention mask lets each candidate token see the prompt and the earlier tokens of its own
+candidate only, and position ids restart after the prompt for every candidate, so each candidate
+is scored exactly as in its own `prompt + candidate` sequence while the prompt is computed once.
+The LM head runs only at the positions whose next-token distribution is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from llmrec.backends import ScoreRequest
+from llmrec.models.load import pick_device, pick_dtype, resolve_model
+
+
+class HFBackend:
+    name = "hf"
+
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", shared_prefix: bool = True,
+                 batch_tokens: int = 4096, adapter: str = "", model_obj=None) -> None:
+        from transformers import AutoModelForCausalLM
+
+        self.device = pick_device(device)
+        self.dtype = pick_dtype(dtype, self.device)
+        self.shared_prefix = shared_prefix
+        self.batch_tokens = batch_tokens
+        if model_obj is None:
+            model_obj = AutoModelForCausalLM.from_pretrained(resolve_model(model), dtype=self.dtype)
+            if adapter:
+                from peft import PeftModel
+
+                model_obj = PeftModel.from_pretrained(model_obj, adapter)
+        self.model = model_obj.to(self.device).eval()
+        self.max_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _causal_lm(self):
+        m = self.model
+        return m.get_base_model() if hasattr(m, "get_base_model") else m
+
+    def _hidden(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        decoder = self._causal_lm().get_decoder()
+        return decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
+
+    def _logprobs_at(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self._causal_lm().get_output_embeddings()(hidden).float()
+        return torch.log_softmax(logits, dim=-1)
+
+    def _batches(self, sizes: list[int]) -> list[list[int]]:
+        """Group request indices, longest first, so that rows x padded length <= batch_tokens."""
+        order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+        batches: list[list[int]] = []
+        for i in order:
+            if batches and (len(batches[-1]) + 1) * sizes[batches[-1][0]] <= self.batch_tokens:
+                batches[-1].append(i)
+            else:
+                batches.append([i])
+        return batches
+
+    # -- protocol ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def continuation_logprobs(self, requests: Sequence[ScoreRequest]) -> list[list[np.ndarray]]:
+        if not self.shared_prefix:  # naive reference path: every candidate recomputes its prompt
+            flat = [ScoreRequest(r.prompt, [c]) for r in requests for c in r.continuations]
+            out = iter(self._packed(flat))
+            return [[next(out)[0] for _ in r.continuations] for r in requests]
+        return self._packed(list(requests))
+
+    def _packed(self, requests: list[ScoreRequest]) -> list[list[np.ndarray]]:
+        sizes = [len(r.prompt) + sum(len(c) for c in r.continuations) for r in requests]
+        results: list[list[np.ndarray]] = [[] for _ in requests]
+        for batch in self._batches(sizes):
+            width = max(sizes[i] for i in batch)
+            ids = torch.zeros((len(batch), width), dtype=torch.long)
+            pos = torch.zeros((len(batch), width), dtype=torch.long)
+            seg = torch.full((len(batch), width), -2, dtype=torch.long)  # -2 pad, -1 prompt, k cand
+            reads: list[list[tuple[list[int], list[int]]]] = []  # per row, per cand: (positions, targets)
+            for row, i in enumerate(batch):
+                r = requests[i]
+                p = len(r.prompt)
+                ids[row, :p] = torch.tensor(r.prompt)
+                pos[row, :p] = torch.arange(p)
+                seg[row, :p] = -1
+                at, row_reads = p, []
+                for k, c in enumerate(r.continuations):
+                    n = len(c)
+                    ids[row, at:at + n] = torch.tensor(c)
+                    pos[row, at:at + n] = torch.arange(p, p + n)
+                    seg[row, at:at + n] = k
+                    # token j of the candidate is predicted at the prompt's last position (j=0)
+                    # or at the candidate's own previous token.
+                    row_reads.append(([p - 1] + list(range(at, at + n - 1)), c))
+                    at += n
+                reads.append(row_reads)
+            q = seg.unsqueeze(2)
+            kv = seg.unsqueeze(1)
+            causal = torch.ones(width, width, dtype=torch.bool).tril()
+            allowed = causal & ((kv == -1) | (kv == q)) & (kv != -2)
+            allowed |= torch.eye(width, dtype=torch.bool)  # pad rows attend to themselves: no NaN
+            mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill(~allowed, torch.finfo(self.dtype).min)
+            hidden = self._hidden(ids.to(self.device), mask.unsqueeze(1).to(self.device), pos.to(self.device))
+            for row, i in enumerate(batch):
+                positions = [p for rp, _ in reads[row] for p in rp]
+                targets = [t for _, tg in reads[row] for t in tg]
+                lp = self._logprobs_at(hidden[row, positions])
+                picked = lp[torch.arange(len(targets)), torch.tensor(targets)].cpu().numpy().astype(np.float64)
+                at = 0
+                for _, tg in reads[row]:
+                    results[i].append(picked[at:at + len(tg)])
+                    at += len(tg)
+        return results
+
+    @torch.inference_mode()
+    def next_token_logprobs(self, prompts: Sequence[list[int]], token_ids: Sequence[list[int]]) -> list[np.ndarray]:
+        sizes = [len(p) for p in prompts]
+        out: list[np.ndarray] = [np.empty(0)] * len(prompts)
+        for batch in self._batches(sizes):
+            width = max(sizes[i] for i in batch)
+            ids = torch.zeros((len(batch), width), dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):  # right padding: real tokens keep positions 0..n-1
+                ids[row, :sizes[i]] = torch.tensor(prompts[i])
+                mask[row, :sizes[i]] = 1
+            pos = torch.arange(width).expand(len(batch), width)
+            hidden = self._hidden(ids.to(self.device), mask.to(self.device), pos.to(self.device))
+            last = hidden[torch.arange(len(batch)), torch.tensor([sizes[i] - 1 for i in batch])]
+            lp = self._logprobs_at(last)
+            for row, i in enumerate(batch):
+                out[i] = lp[row, torch.tensor(token_ids[i])].cpu().numpy().astype(np.float64)
+        return out
+
+    def close(self) -> None:
+        self.model = None

@@ -1,0 +1,1 @@
+"""Metrics, run directories, comparisons and reports."""

@@ -1,0 +1,45 @@
+"""Ranking metrics for one held-out item (DESIGN.md "Evaluation protocol").
+
+For a held-out item at rank r: HR@K = 1[r <= K], NDCG@K = 1/log2(r+1) if r <= K else 0,
+MRR = 1/r. Ties get the expected rank: the mean of the optimistic and pessimistic rank (a model
+cannot gain from ties, whatever order the candidates come in).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+KS = (1, 5, 10)
+
+
+def expected_rank(scores: np.ndarray, positive: int) -> float:
+    """1-based rank of `scores[positive]` among `scores` (higher is better), ties averaged."""
+    s = np.asarray(scores, dtype=np.float64)
+    p = s[positive]
+    if np.isnan(p):
+        raise ValueError("the positive's score is NaN")
+    better = int(np.sum(s > p))
+    ties = int(np.sum(s == p)) - 1
+    return 1.0 + better + ties / 2.0
+
+
+def user_metrics(rank: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for k in KS:
+        out[f"HR@{k}"] = float(rank <= k)
+    for k in (5, 10):
+        out[f"NDCG@{k}"] = float(1.0 / np.log2(rank + 1.0)) if rank <= k else 0.0
+    out["MRR"] = 1.0 / rank
+    return out
+
+
+def aggregate(ranks: Iterable[float]) -> dict[str, float]:
+    """Mean of each per-user metric, plus the number of users."""
+    rows = [user_metrics(r) for r in ranks]
+    if not rows:
+        return {"users": 0}
+    out: dict[str, float] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    out["users"] = len(rows)
+    return out

@@ -1,0 +1,1 @@
+"""Prompt templates: Jinja files rendered per user, with a token budget."""

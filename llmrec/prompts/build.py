@@ -1,0 +1,107 @@
+"""Turn a template plus a user's data into token ids, within a token budget.
+
+The budget drops the oldest history items first (never candidates) until the prompt, plus room
+for the longest scored continuation, fits `max_tokens`; the number dropped is reported so runs
+can say how much history the model actually saw.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from llmrec.data.dataset import Interaction, Item
+from llmrec.errors import TemplateError
+from llmrec.prompts.render import Template
+
+
+def item_vars(item: Item, rating: float | None = None, timestamp: float | None = None) -> dict[str, Any]:
+    """What a template sees of an item."""
+    d = item.to_dict()
+    if rating is not None and not math.isnan(rating):
+        d["rating"] = int(rating) if float(rating).is_integer() else rating
+    if timestamp is not None and not math.isnan(timestamp):
+        d["timestamp"] = timestamp
+        d["date"] = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%d")
+    return d
+
+
+@dataclass(frozen=True)
+class BuiltPrompt:
+    text: str
+    ids: list[int]
+    dropped: int  # oldest history items left out to fit the budget
+
+
+class PromptBuilder:
+    """Renders a template for one tokenizer: chat wrapping, answer prefix, budget."""
+
+    def __init__(self, template: Template, tokenizer, max_tokens: int, item_noun: str = "item") -> None:
+        self.template = template
+        self.tokenizer = tokenizer
+        self.max_tokens = max_tokens
+        self.item_noun = item_noun
+        if template.chat and not getattr(tokenizer, "chat_template", None):
+            raise TemplateError(f"{template.path}: a chat template (chat: true) needs a tokenizer with a chat "
+                                "template; use the plain form of this template for this model")
+
+    @property
+    def add_special_tokens(self) -> bool:
+        return not self.template.chat  # chat text already carries its special tokens
+
+    def text(self, **variables: Any) -> str:
+        body = self.template.render(item_noun=self.item_noun, **variables)
+        if not self.template.chat:
+            return body
+        messages = []
+        if "system" in self.template.header:
+            messages.append({"role": "system", "content": self.template.header["system"]})
+        messages.append({"role": "user", "content": body})
+        chat = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return chat + self.template.header.get("answer_prefix", "")
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=self.add_special_tokens).input_ids
+
+    def build(self, history: list[Interaction], reserve: int = 0, user_id: str = "?", **variables: Any) -> BuiltPrompt:
+        """Render with as much recent history as fits `max_tokens - reserve`."""
+        events = [item_vars(e.item, e.rating, e.timestamp) for e in history]
+        limit = self.max_tokens - reserve
+
+        def attempt(k: int) -> tuple[str, list[int]]:
+            text = self.text(history=events[len(events) - k:], **variables)
+            return text, self.encode(text)
+
+        text, ids = attempt(len(events))
+        if len(ids) <= limit:
+            return BuiltPrompt(text, ids, 0)
+        lo, hi = 0, len(events) - 1  # find the largest k that fits
+        best = None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            t, i = attempt(mid)
+            if len(i) <= limit:
+                best, lo = (mid, t, i), mid + 1
+            else:
+                hi = mid - 1
+        if best is None:
+            raise TemplateError(f"user {user_id}: the prompt needs {len(attempt(0)[1])} tokens even with an empty "
+                                f"history, over the budget of {limit} ({self.max_tokens} minus {reserve} for the "
+                                "answer); raise rank.max_prompt_tokens or shorten the template")
+        k, text, ids = best
+        return BuiltPrompt(text, ids, len(events) - k)
+
+    def continuation(self, prompt: BuiltPrompt, answer: str) -> list[int]:
+        """Token ids of `answer` after the prompt, as the joint tokenisation splits them.
+
+        A space is put before the answer unless the prompt ends in whitespace (or an opening
+        bracket), as a writer would; the ids are read off the tokenisation of prompt + answer so
+        merges across the boundary match what the model saw in training.
+        """
+        text = answer if prompt.text.endswith((" ", "\n", "\t", "(")) else " " + answer
+        whole = self.encode(prompt.text + text)
+        if whole[:len(prompt.ids)] == prompt.ids and len(whole) > len(prompt.ids):
+            return whole[len(prompt.ids):]
+        return self.tokenizer(text, add_special_tokens=False).input_ids

@@ -1,0 +1,30 @@
+"""`llmrec prompts render`: the exact prompt a ranking run would build for one user."""
+
+from __future__ import annotations
+
+from llmrec.config import Config
+from llmrec.errors import DataError
+from llmrec.prompts.render import load_template
+from llmrec.recipes.rank import _from_candidates, _from_input
+from llmrec.data.loaders import load_dataset
+
+
+def render_for_user(cfg: Config, user_id: str) -> tuple[str, int, int]:
+    """(prompt text, token count, history items dropped); yes/no shows the first candidate's prompt."""
+    from transformers import AutoConfig
+
+    from llmrec.models.load import load_tokenizer, resolve_model
+    from llmrec.scoring.rank import LLMRanker
+
+    template = load_template(cfg.rank.template)
+    ds = load_dataset(cfg.data, log=lambda *_: None)
+    job = _from_input(cfg, ds) if cfg.rank.input else _from_candidates(cfg, ds)
+    query = next((q for q in job.queries if q.user_id == user_id), None)
+    if query is None:
+        raise DataError(f"user {user_id!r} is not in {job.source}")
+    model_cfg = AutoConfig.from_pretrained(resolve_model(cfg.model.name))
+    ranker = LLMRanker(template, None, load_tokenizer(cfg.model.name), ds, cfg.rank.scoring,
+                       cfg.rank.max_prompt_tokens, cfg.rank.seed,
+                       max_length=getattr(model_cfg, "max_position_embeddings", 2048))
+    (prompt, *_), _ = ranker.build_prompts(query)
+    return prompt.text, len(prompt.ids), prompt.dropped

@@ -1,0 +1,1 @@
+"""Ranking candidates by LM likelihood."""
