@@ -56,7 +56,7 @@ class SplitConfig:
     """Chronological leave-one-out: last item test, second-to-last validation, the rest train."""
 
     method: str = "leave-one-out"
-    history_len: int = 50  # prompts and sequential models see at most the last N items
+    history_len: int = 20  # prompts see at most the last N items (LlamaRec uses 20)
 
     def __post_init__(self) -> None:
         if self.method != "leave-one-out":

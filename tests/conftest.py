@@ -29,3 +29,30 @@ def write_recbole(folder, name, inter_rows, item_rows,
     (folder / f"{name}.inter").write_text("\n".join([inter_header, *inter_rows]) + "\n")
     (folder / f"{name}.item").write_text("\n".join([item_header, *item_rows]) + "\n")
     return folder
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory, ml100k):
+    """A prepared ML-100K out_dir (sampled-20 test candidates) and its config, histories of 5 items."""
+    from llmrec.config import load_config
+    from llmrec.recipes import prepare
+
+    out = tmp_path_factory.mktemp("prepared")
+    cfg = load_config("scripts/configs/ml100k.toml", [f"out_dir={out}", "candidates.kinds=['sampled']",
+                                                       "candidates.stages=['test']", "split.history_len=5"])
+    prepare.run(cfg, log=lambda *_: None)
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from llmrec.models.load import load_tokenizer
+
+    return load_tokenizer("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def hf_backend():
+    from llmrec.backends.hf import HFBackend
+
+    return HFBackend("smollm2-135m-instruct")

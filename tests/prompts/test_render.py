@@ -1,0 +1,96 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from llmrec.data.candidates import CandidateSet
+from llmrec.data.split import Split
+from llmrec.errors import TemplateError
+from llmrec.prompts.build import PromptBuilder, item_vars
+from llmrec.prompts.render import list_templates, load_template
+from llmrec.scoring.rank import LLMRanker, UserQuery
+
+GOLDEN = Path(__file__).parents[1] / "golden"
+SHIPPED = ["title/next_item_v1", "title/next_item_chat_v1", "title/next_item_genres_v1",
+           "title/next_item_genres_chat_v1", "letters/candidates_v1", "letters/candidates_chat_v1",
+           "yesno/will_like_v1", "yesno/will_like_chat_v1"]
+
+
+def test_shipped_templates_listed():
+    assert list_templates() == sorted(SHIPPED)
+    styles = {name: load_template(name).style for name in SHIPPED}
+    assert styles["letters/candidates_v1"] == "letters" and styles["yesno/will_like_chat_v1"] == "yesno"
+    assert load_template("title/next_item_chat_v1").chat and not load_template("title/next_item_v1").chat
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_golden_render(name, prepared, ml100k, tokenizer):
+    """The exact prompt for ML-100K user 7 (5 history items, sampled-20 candidates, seed 0).
+    Regenerate with UPDATE_GOLDEN=1 after an intended template change, and review the diff."""
+    split = Split.load(Path(prepared.out_dir) / "split.jsonl")
+    cands = CandidateSet.load(Path(prepared.out_dir) / "candidates" / "sampled-20.test.jsonl").by_user()["7"]
+    q = UserQuery("7", split["7"].events(ml100k, "test", 5), list(cands.candidates))
+    ranker = LLMRanker(load_template(name), None, tokenizer, ml100k, max_length=8192)
+    (prompt, *_), _ = ranker.build_prompts(q)
+    golden = GOLDEN / (name.replace("/", "__") + ".txt")
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(prompt.text)
+    assert prompt.text == golden.read_text()
+    assert prompt.dropped == 0 and prompt.ids == tokenizer(prompt.text, add_special_tokens=not ranker.template.chat).input_ids
+
+
+def _write(tmp_path, body, header="style: title\nchat: false"):
+    p = tmp_path / "t_v1.j2"
+    p.write_text("{#\n" + header + "\n#}\n" + body)
+    return p
+
+
+def test_missing_variable_names_file_and_line(tmp_path):
+    p = _write(tmp_path, "History:\n{% for h in history %}{{ h.title }}\n{% endfor %}\nUser: {{ usr.age }}\n")
+    t = load_template(str(p))
+    with pytest.raises(TemplateError, match=r"t_v1.j2:8: 'usr' is undefined"):
+        t.render(history=[{"title": "A"}], user={})
+    with pytest.raises(TemplateError, match=r"t_v1.j2:6: 'dict object' has no attribute 'title'"):
+        t.render(history=[{"name": "A"}], usr={"age": 3})
+
+
+def test_syntax_error_and_unknown_filter_fail_at_load(tmp_path):
+    with pytest.raises(TemplateError, match=r"t_v1.j2:7: Unexpected end of template.*'endfor'"):
+        load_template(str(_write(tmp_path, "line\n{% for h in history %}\n{{ h }}\n")))
+    with pytest.raises(TemplateError, match=r"t_v1.j2:5: No filter named 'shout'"):
+        load_template(str(_write(tmp_path, "{{ item_noun | shout }}\n")))
+
+
+def test_bad_headers(tmp_path):
+    p = tmp_path / "nohead.j2"
+    p.write_text("Hello {{ item_noun }}")
+    with pytest.raises(TemplateError, match=r"nohead.j2:1: a template must open with a \{# ... #\} header"):
+        load_template(str(p))
+    with pytest.raises(TemplateError, match="header 'style' must be one of"):
+        load_template(str(_write(tmp_path, "x", header="style: ranking")))
+    with pytest.raises(TemplateError, match=r"template 'title/nope_v1' not found"):
+        load_template("title/nope_v1")
+
+
+def test_budget_drops_oldest_history_first(ml100k_split, ml100k, tokenizer):
+    t = load_template("title/next_item_v1")
+    s = ml100k_split["13"]  # a long history
+    history = s.events(ml100k, "test", 50)
+    full = PromptBuilder(t, tokenizer, 100_000, "movie").build(history)
+    assert full.dropped == 0
+    limit = len(full.ids) // 2
+    cut = PromptBuilder(t, tokenizer, limit + 10, "movie").build(history, reserve=10)
+    assert 0 < cut.dropped < 50 and len(cut.ids) <= limit
+    kept = history[cut.dropped:]
+    assert cut.text == PromptBuilder(t, tokenizer, 100_000, "movie").build(kept).text  # the newest survive
+    one_more = PromptBuilder(t, tokenizer, 100_000, "movie").build(history[cut.dropped - 1:])
+    assert len(one_more.ids) > limit  # and it kept as many as fit
+    with pytest.raises(TemplateError, match=r"user 13: the prompt needs \d+ tokens even with an empty history"):
+        PromptBuilder(t, tokenizer, 15, "movie").build(history, user_id="13")
+
+
+def test_item_vars_for_templates(ml100k):
+    v = item_vars(ml100k.items["1"], 4.0, 881250949.0)
+    assert v["title"] == "Toy Story" and v["genres"] == ["Animation", "Children's", "Comedy"]
+    assert v["rating"] == 4 and v["date"] == "1997-12-04"
+    assert "rating" not in item_vars(ml100k.items["1"])
