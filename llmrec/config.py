@@ -18,7 +18,7 @@ from llmrec.errors import ConfigError
 
 T = TypeVar("T")
 
-CANDIDATE_KINDS = ("sampled", "pop", "full")
+CANDIDATE_KINDS = ("sampled", "pop", "full")  # "retrieved" files come from `llmrec baseline --retrieve`
 STAGES = ("test", "valid")
 
 
@@ -131,6 +131,29 @@ class RankConfig:
 
 
 @dataclass(frozen=True)
+class BaselineConfig:
+    """Classic recommenders fitted on the training split and run on saved candidate files."""
+
+    name: str = "bpr"  # pop | item-knn | user-knn | mf | bpr
+    candidates: tuple[str, ...] = ("sampled-20.test",)  # labels under <out_dir>/candidates, or paths
+    embedding_size: int = 64
+    epochs: int = 100
+    learning_rate: float = 0.03
+    weight_decay: float = 1e-5
+    batch_size: int = 16384
+    patience: int = 5  # epochs without validation NDCG@10 gain before stopping
+    neighbours: int = 100  # KNN
+    shrink: float = 10.0  # KNN
+    seed: int = 0
+    retrieve: int = 0  # also write candidates/retrieved-<N>.<stage>.jsonl from this model's top N
+    top_k: int = 20  # candidates written per user in ranks.jsonl (the rank uses all of them)
+
+    def __post_init__(self) -> None:
+        if self.retrieve < 0 or self.top_k < 0:
+            raise ConfigError("baseline.retrieve and baseline.top_k must be >= 0")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole job. `out_dir` holds split, candidates and stats written by `llmrec prepare`."""
 
@@ -140,6 +163,7 @@ class Config:
     candidates: CandidatesConfig = field(default_factory=CandidatesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     rank: RankConfig = field(default_factory=RankConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
 
 
 def _type_name(tp: Any) -> str:

@@ -25,11 +25,12 @@ class CandidateList:
     user_id: str
     positive: str | None  # None for production ranking jobs with no known target
     candidates: tuple[str, ...]
+    missed: str | None = None  # retrieved lists: the held-out item the retriever did not find
 
 
 @dataclass
 class CandidateSet:
-    kind: str  # sampled | pop | full
+    kind: str  # sampled | pop | full | retrieved
     n: int | None  # list length for sampled/pop; None for full
     seed: int
     stage: str  # test | valid
@@ -57,8 +58,10 @@ class CandidateSet:
         with open(tmp, "w") as f:
             f.write(json.dumps({"meta": self.meta()}) + "\n")
             for c in self.lists:
-                f.write(json.dumps({"user_id": c.user_id, "positive": c.positive,
-                                    "candidates": list(c.candidates)}) + "\n")
+                rec = {"user_id": c.user_id, "positive": c.positive, "candidates": list(c.candidates)}
+                if c.missed is not None:
+                    rec["missed"] = c.missed
+                f.write(json.dumps(rec) + "\n")
         tmp.replace(path)
 
     @classmethod
@@ -76,7 +79,8 @@ class CandidateSet:
             for n, line in enumerate(f, 2):
                 try:
                     r = json.loads(line)
-                    c = CandidateList(str(r["user_id"]), r["positive"], tuple(str(x) for x in r["candidates"]))
+                    c = CandidateList(str(r["user_id"]), r["positive"], tuple(str(x) for x in r["candidates"]),
+                                      r.get("missed"))
                 except (json.JSONDecodeError, KeyError, TypeError) as e:
                     raise DataError(f"{path}:{n}: malformed record ({e})") from None
                 if c.user_id in seen:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from llmrec.config import Config, dump_toml
@@ -24,7 +25,8 @@ from llmrec.data.loaders import load_dataset
 from llmrec.data.split import Split
 from llmrec.errors import ConfigError, DataError
 from llmrec.eval import runs
-from llmrec.eval.metrics import aggregate, expected_rank
+from llmrec.eval.compare import METRICS, user_rows_metrics
+from llmrec.eval.metrics import expected_rank
 from llmrec.prompts.render import load_template
 from llmrec.scoring.rank import UserQuery
 
@@ -38,6 +40,7 @@ class Job:
     source: str  # the candidates or input file
     source_sha256: str
     skipped: dict[str, int] = field(default_factory=dict)
+    missed: set[str] = field(default_factory=set)  # users whose held-out item a retriever missed
 
 
 @dataclass
@@ -96,6 +99,8 @@ def _from_candidates(cfg: Config, ds: Dataset) -> Job:
         seq = split[c.user_id]
         history = seq.events(ds, cs.stage, cfg.split.history_len)
         _add(job, ds, cfg, c.user_id, history, list(c.candidates), c.positive, str(path))
+        if c.missed is not None:
+            job.missed.add(c.user_id)
     return job
 
 
@@ -196,7 +201,8 @@ def run(cfg: Config, log=print) -> RankResult:
             with tqdm(total=len(job.queries), initial=resumed, unit="user", desc="rank", dynamic_ncols=True) as bar:
                 for start in range(0, len(todo), cfg.rank.batch_users):
                     chunk = todo[start:start + cfg.rank.batch_users]
-                    rows = [_row(s, job.positives[s.user_id], cfg.rank.top_k) for s in ranker.score(chunk)]
+                    rows = [_row(s, job.positives[s.user_id], cfg.rank.top_k, s.user_id in job.missed)
+                            for s in ranker.score(chunk)]
                     runs.append_ranks(run_dir, rows)
                     bar.update(len(chunk))
         finally:
@@ -206,7 +212,7 @@ def run(cfg: Config, log=print) -> RankResult:
     rows = runs.read_ranks(run_dir)
     order = {q.user_id: k for k, q in enumerate(job.queries)}
     assert len({r["user_id"] for r in rows}) == len(rows), "a user was written twice"
-    metrics = aggregate(r["rank"] for r in rows if r.get("rank") is not None and r["user_id"] in order)
+    metrics = metrics_of_rows([r for r in rows if r["user_id"] in order])
     runs.write_json(run_dir / "metrics.json", metrics)
     meta.update(finished=True, users=len(rows), users_ranked_now=len(todo), seconds_now=round(elapsed, 2),
                 users_per_second=round(len(todo) / elapsed, 3) if todo and elapsed else None)
@@ -217,11 +223,25 @@ def run(cfg: Config, log=print) -> RankResult:
     return RankResult(run_dir, metrics, len(todo), resumed, job.skipped)
 
 
-def _row(s, positive: str | None, top_k: int) -> dict[str, Any]:
+def _row(s, positive: str | None, top_k: int, missed: bool = False) -> dict[str, Any]:
     order = sorted(range(len(s.candidates)), key=lambda k: -s.scores[k])
     if top_k:
         order = order[:top_k]
     rank = expected_rank(s.scores, s.candidates.index(positive)) if positive is not None else None
-    return {"user_id": s.user_id, "positive": positive, "rank": rank,
-            "candidates": [s.candidates[k] for k in order], "scores": [round(float(s.scores[k]), 6) for k in order],
-            "dropped_history": s.dropped, "prompt_tokens": s.prompt_tokens}
+    row = {"user_id": s.user_id, "positive": positive, "rank": rank,
+           "candidates": [s.candidates[k] for k in order], "scores": [round(float(s.scores[k]), 6) for k in order],
+           "dropped_history": s.dropped, "prompt_tokens": s.prompt_tokens}
+    if missed:
+        row["missed"] = True
+    return row
+
+
+def metrics_of_rows(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean metrics over users with a known held-out item; retriever misses count as misses."""
+    per_user = user_rows_metrics(rows)
+    if not per_user:
+        return {"users": 0}
+    out = {k: float(np.mean([m[k] for m in per_user.values()])) for k in METRICS}
+    out["users"] = len(per_user)
+    out["retriever_missed"] = sum(1 for r in rows if r.get("missed"))
+    return out

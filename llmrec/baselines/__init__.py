@@ -1,0 +1,103 @@
+"""Classic recommenders behind the same scorer interface as the LLM rankers.
+
+Each is fitted on the training part of the leave-one-out split (no validation or test items)
+and answers `score(user_id, history, candidates)` for any candidate list, so it scores exactly the
+saved candidate files the LLM runs score, and the full catalogue as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import scipy.sparse as sp
+
+from llmrec.data.split import Split, natural_key
+from llmrec.errors import ConfigError
+
+
+@dataclass
+class TrainData:
+    """Index maps and the user x item training matrices (binary and ratings), CSR."""
+
+    users: list[str]
+    items: list[str]
+    user_index: dict[str, int]
+    item_index: dict[str, int]
+    binary: sp.csr_matrix
+    ratings: sp.csr_matrix
+    valid: np.ndarray  # per user: index of the validation item (for early stopping)
+
+    @classmethod
+    def from_split(cls, split: Split) -> TrainData:
+        users = list(split.users)
+        items = sorted({i for s in split for i in s.items}, key=natural_key)
+        ui = {u: k for k, u in enumerate(users)}
+        ii = {i: k for k, i in enumerate(items)}
+        rows, cols, vals = [], [], []
+        for s in split:
+            last: dict[str, float] = {}
+            for i, r in zip(s.items[:-2], s.ratings[:-2]):
+                last[i] = r  # a repeated (user, item) keeps its latest rating
+            rows += [ui[s.user_id]] * len(last)
+            cols += [ii[i] for i in last]
+            vals += list(last.values())
+        shape = (len(users), len(items))
+        ratings = sp.csr_matrix((np.array(vals, dtype=np.float32), (rows, cols)), shape=shape)
+        binary = ratings.copy()
+        binary.data[:] = 1.0
+        valid = np.array([ii[s.valid] for s in split])
+        return cls(users, items, ui, ii, binary, ratings, valid)
+
+
+class Recommender(Protocol):
+    name: str
+
+    def fit(self, data: TrainData) -> Recommender: ...
+
+    def score_all(self, users: np.ndarray) -> np.ndarray:
+        """Scores of every item for the given user indices (rows) — used for full ranking."""
+        ...
+
+
+def score_candidates(model: Recommender, data: TrainData, user_id: str, candidates: Sequence[str]) -> np.ndarray:
+    """The scorer interface: one score per candidate (items unseen in training get -inf)."""
+    row = model.score_all(np.array([data.user_index[user_id]]))[0]
+    return np.array([row[data.item_index[c]] if c in data.item_index else -np.inf for c in candidates])
+
+
+REGISTRY = {
+    "pop": "llmrec.baselines.popularity:Popularity",
+    "item-knn": "llmrec.baselines.knn:ItemKNN",
+    "user-knn": "llmrec.baselines.knn:UserKNN",
+    "mf": "llmrec.baselines.mf:BiasedMF",
+    "bpr": "llmrec.baselines.mf:BPRMF",
+}
+
+
+def make(name: str, **settings) -> Recommender:
+    import importlib
+
+    if name not in REGISTRY:
+        raise ConfigError(f"baseline.name: unknown baseline {name!r}; known: {sorted(REGISTRY)}")
+    module, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module), cls)(**settings)
+
+
+def full_valid_ndcg10(model: Recommender, data: TrainData, batch: int = 512) -> float:
+    """NDCG@10 of each user's validation item among all items not in their training history:
+    the early-stopping signal for the trained baselines."""
+    total = 0.0
+    for start in range(0, len(data.users), batch):
+        users = np.arange(start, min(start + batch, len(data.users)))
+        scores = np.asarray(model.score_all(users), dtype=np.float64)
+        seen = data.binary[users].toarray() > 0
+        scores[seen] = -np.inf
+        pos = scores[np.arange(len(users)), data.valid[users]]
+        better = (scores > pos[:, None]).sum(1)
+        ties = (scores == pos[:, None]).sum(1) - 1
+        rank = 1 + better + ties / 2
+        total += float(np.where(rank <= 10, 1 / np.log2(rank + 1), 0.0).sum())
+    return total / len(data.users)
