@@ -42,12 +42,12 @@ def main() -> None:
     except ImportError:
         raise SystemExit("this benchmark needs the implicit package: pip install implicit") from None
 
+    import torch
+
     from llmrec import baselines
     from llmrec.config import DataConfig
     from llmrec.data.loaders import load_dataset
     from llmrec.data.split import leave_one_out
-
-    import torch
 
     # One-off import costs are kept out of both timings: torch's first optimizer pulls in
     # torch._dynamo (~3 s), just as `implicit` is imported before its clock starts.

@@ -30,11 +30,11 @@ def main() -> None:
 
     from llmrec.backends.hf import HFBackend
     from llmrec.config import load_config
+    from llmrec.data.loaders import load_dataset
     from llmrec.models.load import load_tokenizer
     from llmrec.prompts.render import load_template
     from llmrec.recipes import prepare
     from llmrec.recipes.rank import _from_candidates
-    from llmrec.data.loaders import load_dataset
     from llmrec.scoring.rank import LLMRanker
 
     cfg = load_config(None, [f"out_dir={args.out_dir!r}".replace("'", '"'), "candidates.kinds=['sampled']",

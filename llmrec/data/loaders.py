@@ -60,7 +60,7 @@ def read_atomic(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]
     """RecBole atomic file: tab-separated, header `name:type`. Yields (line number, fields)."""
     if not path.is_file():
         raise DataError(f"file not found: {path}")
-    f = open(path, encoding="utf-8", newline="")
+    f = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed by the row generator
     header = f.readline().rstrip("\r\n").split("\t")
     names = []
     for col, h in enumerate(header, 1):
@@ -168,7 +168,7 @@ def load_recbole(folder: Path, name: str, cfg: DataConfig) -> Dataset:
 def _csv_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
     if not path.is_file():
         raise DataError(f"file not found: {path}")
-    f = open(path, encoding="utf-8", newline="")
+    f = open(path, encoding="utf-8", newline="")  # noqa: SIM115 - closed by the row generator
     sample = f.read(4096)
     f.seek(0)
     delimiter = "\t" if sample.count("\t") > sample.count(",") else ","

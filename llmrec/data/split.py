@@ -90,9 +90,8 @@ class Split:
         with open(path, "w") as f:
             f.write(json.dumps({"meta": {"method": "leave-one-out", "dataset_hash": self.dataset_hash,
                                          "skipped_users": self.skipped_users}}) + "\n")
-            for s in self:
-                f.write(json.dumps({"user_id": s.user_id, "items": list(s.items), "ratings": list(s.ratings),
-                                    "timestamps": list(s.timestamps)}) + "\n")
+            f.writelines(json.dumps({"user_id": s.user_id, "items": list(s.items), "ratings": list(s.ratings),
+                                    "timestamps": list(s.timestamps)}) + "\n" for s in self)
 
     @classmethod
     def load(cls, path: Path) -> Split:

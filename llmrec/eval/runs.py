@@ -27,7 +27,8 @@ RUN = "run.json"
 def git_commit() -> str:
     here = Path(__file__).resolve().parents[2]
     try:
-        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             check=False)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -54,8 +55,7 @@ def read_ranks(run_dir: Path) -> list[dict[str, Any]]:
 
 def append_ranks(run_dir: Path, rows: list[dict[str, Any]]) -> None:
     with open(run_dir / RANKS, "a") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
+        f.writelines(json.dumps(r) + "\n" for r in rows)
         f.flush()
         os.fsync(f.fileno())
 

@@ -24,7 +24,7 @@ def item_vars(item: Item, rating: float | None = None, timestamp: float | None =
         d["rating"] = int(rating) if float(rating).is_integer() else rating
     if timestamp is not None and not math.isnan(timestamp):
         d["timestamp"] = timestamp
-        d["date"] = dt.datetime.fromtimestamp(timestamp, dt.timezone.utc).strftime("%Y-%m-%d")
+        d["date"] = dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d")
     return d
 
 

@@ -28,7 +28,7 @@ from llmrec.errors import TemplateError
 
 STYLES = ("title", "letters", "yesno")
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
-_HEADER = re.compile(r"\A\s*\{#(.*?)#\}", re.S)
+_HEADER = re.compile(r"\A\s*\{#(.*?)#\}", re.DOTALL)
 
 
 def _env(search_dir: Path) -> jinja2.Environment:
@@ -76,7 +76,7 @@ class Template:
         except jinja2.UndefinedError as e:
             line = _error_line(e, str(self.path))
             raise TemplateError(f"{self.path}:{line}: {e.message} (available: {sorted(variables)})") from None
-        except Exception as e:  # errors raised by filters/expressions inside the template
+        except Exception as e:  # noqa: BLE001 - any error inside the template, re-raised with its line
             line = _error_line(e, str(self.path))
             raise TemplateError(f"{self.path}:{line}: {type(e).__name__}: {e}") from None
 

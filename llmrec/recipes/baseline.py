@@ -9,7 +9,6 @@ user it missed is recorded as a miss for every reranker of that file.
 
 from __future__ import annotations
 
-
 import hashlib
 import time
 from dataclasses import dataclass

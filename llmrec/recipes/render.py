@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from llmrec.config import Config
+from llmrec.data.loaders import load_dataset
 from llmrec.errors import DataError
 from llmrec.prompts.render import load_template
 from llmrec.recipes.rank import _from_candidates, _from_input
-from llmrec.data.loaders import load_dataset
 
 
 def render_for_user(cfg: Config, user_id: str) -> tuple[str, int, int]:

@@ -12,8 +12,7 @@ def make_run(path, ranks, source_sha="abc", settings=None):
     s = {"template": path.name, "scoring": "sum", "source": "c.jsonl", "source_sha256": source_sha, **(settings or {})}
     (path / "run.json").write_text(json.dumps({"settings": s}))
     with open(path / "ranks.jsonl", "w") as f:
-        for u, r in enumerate(ranks):
-            f.write(json.dumps({"user_id": str(u), "rank": r}) + "\n")
+        f.writelines(json.dumps({"user_id": str(u), "rank": r}) + "\n" for u, r in enumerate(ranks))
     return path
 
 
