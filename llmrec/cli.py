@@ -97,6 +97,20 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from llmrec.config import Config, dump_toml, load_config
+    from llmrec.recipes import train
+
+    overrides = list(args.overrides)
+    for flag in ("template", "adapter"):
+        if getattr(args, flag):
+            overrides.append(f"train.{flag}={_quote(getattr(args, flag))}")
+    cfg = load_config(args.config, overrides, Config)
+    print("# resolved config\n" + dump_toml(cfg))
+    train.run(cfg)
+    return 0
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
@@ -161,6 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="pop | item-knn | user-knn | mf | bpr")
     _add_config_args(p)
     p.set_defaults(func=cmd_baseline)
+
+    p = sub.add_parser("train", help="train a LoRA or prompt-tuning adapter for a template (resumable)",
+                       description="Builds training examples from the template on the training split, trains "
+                                   "a peft adapter with accelerate (validation NDCG@10, early stopping, best "
+                                   "checkpoint) and writes it to train.out/best for `llmrec rank --adapter`.")
+    p.add_argument("--template", help="template the adapter learns (train.template)")
+    p.add_argument("--adapter", help="lora | prompt-tuning (train.adapter)")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", help="recompute metrics.json of run directories from ranks.jsonl")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR")

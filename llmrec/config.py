@@ -154,6 +154,49 @@ class BaselineConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """Adapter training: examples from `template`, peft adapter, accelerate loop."""
+
+    template: str = "letters/candidates_v1"
+    adapter: str = "lora"  # lora | prompt-tuning
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    num_virtual_tokens: int = 20
+    prompt_init_text: str = ""  # empty: random init
+    prefixes_per_user: int = 1  # training targets per user (latest training items first)
+    max_users: int = 0  # 0: all users
+    history_len: int = 0  # 0: split.history_len
+    epochs: int = 1
+    max_steps: int = 0  # optimizer steps; 0: epochs x batches
+    batch_size: int = 4
+    gradient_accumulation: int = 1
+    learning_rate: float = 2e-4
+    warmup_ratio: float = 0.05
+    scheduler: str = "cosine"  # cosine | linear
+    eval_every: int = 50  # optimizer steps between validations
+    valid_users: int = 50  # users of candidates/<n>.valid scored at each validation
+    valid_candidates: str = "sampled-20.valid"
+    patience: int = 3  # validations without NDCG@10 gain before stopping
+    seed: int = 0
+    out: str = ""  # default: <out_dir>/adapters/<adapter>--<template>
+    merge: bool = False  # also export merged full weights (LoRA)
+
+    def __post_init__(self) -> None:
+        if self.adapter not in ("lora", "prompt-tuning"):
+            raise ConfigError(f"train.adapter: expected lora or prompt-tuning; got {self.adapter!r}")
+        if self.scheduler not in ("cosine", "linear"):
+            raise ConfigError(f"train.scheduler: expected cosine or linear; got {self.scheduler!r}")
+        if "lm_head" in self.lora_target_modules:
+            raise ConfigError("train.lora_target_modules: lm_head cannot be a LoRA target (vLLM cannot "
+                              "serve prompt log-probabilities with an adapted head)")
+        for key in ("batch_size", "gradient_accumulation", "eval_every", "epochs", "prefixes_per_user"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key}: must be >= 1; got {getattr(self, key)}")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole job. `out_dir` holds split, candidates and stats written by `llmrec prepare`."""
 
@@ -164,6 +207,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     rank: RankConfig = field(default_factory=RankConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def _type_name(tp: Any) -> str:

@@ -21,12 +21,12 @@ from llmrec.models.load import pick_device, pick_dtype, resolve_model
 class HFBackend:
     name = "hf"
 
-    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", shared_prefix: bool = True,
+    def __init__(self, model: str = "", device: str = "auto", dtype: str = "auto", shared_prefix: bool = True,
                  batch_tokens: int = 4096, adapter: str = "", model_obj=None) -> None:
         from transformers import AutoModelForCausalLM
 
         self.device = pick_device(device)
-        self.dtype = pick_dtype(dtype, self.device)
+        self.dtype = pick_dtype(dtype, self.device) if model_obj is None else next(model_obj.parameters()).dtype
         self.shared_prefix = shared_prefix
         self.batch_tokens = batch_tokens
         if model_obj is None:
@@ -36,16 +36,47 @@ class HFBackend:
 
                 model_obj = PeftModel.from_pretrained(model_obj, adapter)
         self.model = model_obj.to(self.device).eval()
-        self.max_length = int(getattr(self.model.config, "max_position_embeddings", 2048))
+        self.max_length = int(getattr(self._causal_lm().config, "max_position_embeddings", 2048)) - self._virtual_tokens()
 
     # -- helpers -----------------------------------------------------------------------------
     def _causal_lm(self):
         m = self.model
         return m.get_base_model() if hasattr(m, "get_base_model") else m
 
+    def _virtual_tokens(self) -> int:
+        """Number of soft-prompt tokens a prompt-tuning adapter puts before every sequence."""
+        m = self.model
+        if hasattr(m, "peft_config") and getattr(m.active_peft_config, "is_prompt_learning", False):
+            return int(m.active_peft_config.num_virtual_tokens)
+        return 0
+
     def _hidden(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+        """Hidden states of the base decoder for `ids` (no LM head).
+
+        With a prompt-tuning adapter the virtual-token embeddings are prepended here, exactly once,
+        and every real token sees them (as peft does): positions shift by their number, and the
+        mask (2D padding mask or 4D packed mask) gains their columns.
+        """
         decoder = self._causal_lm().get_decoder()
-        return decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
+        v = self._virtual_tokens()
+        if not v:
+            return decoder(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
+        b, t = ids.shape
+        embeds = torch.cat([self.model.get_prompt(b).to(self.dtype),
+                            self._causal_lm().get_input_embeddings()(ids)], dim=1)
+        pos = torch.cat([torch.arange(v, device=ids.device).expand(b, v), pos + v], dim=1)
+        if mask.dim() == 2:
+            mask = torch.cat([torch.ones((b, v), dtype=mask.dtype, device=mask.device), mask], dim=1)
+        else:  # (b, 1, t, t) additive mask: virtual rows causal among themselves, columns open to all
+            lowest = torch.finfo(mask.dtype).min
+            full = torch.full((b, 1, v + t, v + t), lowest, dtype=mask.dtype, device=mask.device)
+            full[:, :, :v, :v] = torch.zeros(v, v, dtype=mask.dtype).masked_fill(
+                ~torch.ones(v, v, dtype=torch.bool).tril(), lowest)
+            full[:, :, v:, :v] = 0
+            full[:, :, v:, v:] = mask
+            mask = full
+        out = decoder(inputs_embeds=embeds, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
+        return out[:, v:]
 
     def _logprobs_at(self, hidden: torch.Tensor) -> torch.Tensor:
         logits = self._causal_lm().get_output_embeddings()(hidden).float()

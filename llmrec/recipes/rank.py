@@ -140,6 +140,26 @@ def _from_input(cfg: Config, ds: Dataset) -> Job:
     return job
 
 
+def adapter_label(adapter: str) -> str:
+    """`runs/.../adapters/lora--letters-candidates_v1/best` -> `lora--letters-candidates_v1`."""
+    path = Path(adapter)
+    return path.parent.name if path.name in ("best", "adapter") and path.parent.name else path.name
+
+
+def check_adapter(adapter: str, template, log=print) -> None:
+    """An adapter folder must exist; one trained for another template is allowed but flagged."""
+    path = Path(adapter)
+    if not path.is_dir() or not (path / "adapter_config.json").is_file():
+        raise ConfigError(f"model.adapter: {adapter} is not a peft adapter folder (no adapter_config.json); "
+                          "`llmrec train` writes one to <train.out>/best")
+    meta = path / "template.json"
+    if meta.is_file():
+        trained = json.loads(meta.read_text())
+        if trained.get("sha256") != template.sha256:
+            log(f"warning: adapter {adapter} was trained on template {trained.get('template')} "
+                f"(sha256 {str(trained.get('sha256'))[:12]}), not on {template.name} as ranked now")
+
+
 def default_run_dir(cfg: Config) -> Path:
     if cfg.rank.run_dir:
         return Path(cfg.rank.run_dir)
@@ -147,12 +167,14 @@ def default_run_dir(cfg: Config) -> Path:
     template = Path(cfg.rank.template).stem if cfg.rank.template.endswith(".j2") else cfg.rank.template
     name = f"{template.replace('/', '-')}--{Path(cfg.model.name).name}"
     if cfg.model.adapter:
-        name += f"--{Path(cfg.model.adapter).name}"
+        name += f"--{adapter_label(cfg.model.adapter)}"
     return Path(cfg.out_dir) / "rank" / f"{name}--{cfg.rank.scoring}--{source}"
 
 
 def run(cfg: Config, log=print) -> RankResult:
     template = load_template(cfg.rank.template)  # fail on a broken template before loading a model
+    if cfg.model.adapter:
+        check_adapter(cfg.model.adapter, template, log)
     ds = load_dataset(cfg.data, log)
     job = _from_input(cfg, ds) if cfg.rank.input else _from_candidates(cfg, ds)
     if cfg.rank.users:

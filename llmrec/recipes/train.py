@@ -1,0 +1,141 @@
+"""`llmrec train`: build examples from a template, attach a LoRA or prompt-tuning adapter, train.
+
+Writes `<train.out>/best/` (peft adapter folder with the best validation NDCG@10), `llmrec.toml`
+(the resolved config) and `template.json` (template name and sha256) beside it, the learning
+curve in `train_state.json`, a resumable `checkpoint/`, and with `train.merge` a merged model.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmrec.config import Config, dump_toml
+from llmrec.data.candidates import CandidateSet
+from llmrec.data.loaders import load_dataset
+from llmrec.data.split import Split
+from llmrec.errors import ConfigError
+from llmrec.prompts.render import load_template
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path
+    best_ndcg: float
+    best_step: int
+    curve: list[dict]
+    seconds: float
+    examples: int
+
+
+def default_out(cfg: Config) -> Path:
+    if cfg.train.out:
+        return Path(cfg.train.out)
+    return Path(cfg.out_dir) / "adapters" / f"{cfg.train.adapter}--{cfg.train.template.replace('/', '-')}"
+
+
+def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_len: int, log=print):
+    """(train, valid-loss) `datasets.Dataset`s, tokenised once and cached on disk by their inputs.
+
+    The validation-loss examples are those of the last 5% of the users that have examples (at
+    least one user), so the validation loss is measured on users the adapter never trains on.
+    """
+    import hashlib
+
+    import datasets
+    from llmrec.train.examples import build_examples, to_hf_dataset
+
+    t = cfg.train
+    key = json.dumps([template.sha256, getattr(tokenizer, "name_or_path", ""), len(tokenizer), split.dataset_hash,
+                      history_len, cfg.candidates.n, t.prefixes_per_user, t.max_users, t.seed])
+    cache = Path(cfg.out_dir) / "examples" / hashlib.sha256(key.encode()).hexdigest()[:16]
+    if (cache / "train").is_dir() and (cache / "valid").is_dir():
+        log(f"training examples from cache {cache}")
+        return datasets.load_from_disk(str(cache / "train")), datasets.load_from_disk(str(cache / "valid"))
+    examples = build_examples(template, tokenizer, ds, split, history_len=history_len, n=cfg.candidates.n,
+                              prefixes_per_user=t.prefixes_per_user, max_users=t.max_users, seed=t.seed)
+    if not examples:
+        raise ConfigError(f"no training examples for {template.name}: every user has fewer than 2 training items")
+    users = list(dict.fromkeys(e.user_id for e in examples))
+    held = set(users[len(users) - max(1, len(users) // 20):])
+    train_ds = to_hf_dataset([e for e in examples if e.user_id not in held])
+    valid_ds = to_hf_dataset([e for e in examples if e.user_id in held][:64])
+    train_ds.save_to_disk(str(cache / "train"))
+    valid_ds.save_to_disk(str(cache / "valid"))
+    (cache / "key.json").write_text(key)
+    return train_ds, valid_ds
+
+
+def run(cfg: Config, log=print) -> TrainResult:
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from llmrec.backends.hf import HFBackend
+    from llmrec.eval.metrics import expected_rank, user_metrics
+    from llmrec.models.adapters import make_peft_config
+    from llmrec.models.load import load_tokenizer, pick_device, resolve_model
+    from llmrec.scoring.rank import LLMRanker, UserQuery
+    from llmrec.train.finetune import train
+
+    t = cfg.train
+    template = load_template(t.template)
+    out = default_out(cfg)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "llmrec.toml").write_text(dump_toml(cfg))
+    (out / "template.json").write_text(json.dumps({"template": template.name, "sha256": template.sha256}))
+
+    ds = load_dataset(cfg.data, log)
+    split = Split.load(Path(cfg.out_dir) / "split.jsonl")
+    tokenizer = load_tokenizer(cfg.model.name)
+    history_len = t.history_len or cfg.split.history_len
+    train_ds, valid_ds = cached_examples(cfg, template, tokenizer, ds, split, history_len, log)
+    log(f"{len(train_ds)} training examples, {len(valid_ds)} for the validation loss ({template.name})")
+
+    path = resolve_model(cfg.model.name)
+    device = pick_device(cfg.model.device)
+    base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    peft_cfg = make_peft_config(t.adapter, lora_rank=t.lora_rank, lora_alpha=t.lora_alpha,
+                                lora_dropout=t.lora_dropout, lora_target_modules=t.lora_target_modules,
+                                num_virtual_tokens=t.num_virtual_tokens, prompt_init_text=t.prompt_init_text,
+                                tokenizer_path=path)
+    model = get_peft_model(base, peft_cfg).to(device)
+
+    vpath = Path(cfg.out_dir) / "candidates" / f"{t.valid_candidates}.jsonl"
+    vcands = CandidateSet.load(vpath)
+    vcands.check_dataset(split.dataset_hash, vpath)
+    queries = [UserQuery(c.user_id, split[c.user_id].events(ds, vcands.stage, history_len), list(c.candidates))
+               for c in vcands.lists[: t.valid_users]]
+    positives = {c.user_id: c.positive for c in vcands.lists}
+
+    def validate(m) -> float:
+        """Mean NDCG@10 of the validation item on the validation candidate lists."""
+        was_training = m.training
+        backend = HFBackend(model_obj=m, device=device)
+        ranker = LLMRanker(template, backend, tokenizer, ds, cfg.rank.scoring, cfg.rank.max_prompt_tokens, cfg.rank.seed)
+        total = 0.0
+        for k in range(0, len(queries), 4):
+            for s in ranker.score(queries[k:k + 4]):
+                total += user_metrics(expected_rank(s.scores, s.candidates.index(positives[s.user_id])))["NDCG@10"]
+        m.train(was_training)
+        return total / max(len(queries), 1)
+
+    started = time.time()
+    state = train(model, train_ds, valid_ds, out=out, pad_id=tokenizer.pad_token_id or 0, batch_size=t.batch_size,
+                  gradient_accumulation=t.gradient_accumulation, learning_rate=t.learning_rate, epochs=t.epochs,
+                  max_steps=t.max_steps, warmup_ratio=t.warmup_ratio, scheduler=t.scheduler,
+                  eval_every=t.eval_every, patience=t.patience, seed=t.seed, validate=validate, log=log)
+    seconds = time.time() - started
+    best = out / "best"
+    for name in ("llmrec.toml", "template.json"):
+        (best / name).write_text((out / name).read_text())
+    if t.merge and t.adapter == "lora":
+        from peft import PeftModel
+
+        merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(path), best).merge_and_unload()
+        merged.save_pretrained(out / "merged")
+        tokenizer.save_pretrained(out / "merged")
+    log(f"best validation NDCG@10 {state.best_ndcg:.4f} at step {state.best_step}; adapter: {best}")
+    return TrainResult(best, state.best_ndcg, state.best_step, state.curve, seconds, len(train_ds))

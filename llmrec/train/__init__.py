@@ -1,0 +1,1 @@
+"""Adapting the LM to ranking: training examples from templates, and the fine-tuning loop."""

@@ -1,0 +1,176 @@
+"""The fine-tuning loop: accelerate, answer-only loss, periodic validation NDCG@10, early stopping.
+
+Runs unchanged on one CPU, one GPU (bf16) or several GPUs under `accelerate launch`. Every
+validation saves a resumable checkpoint (`checkpoint/`: adapter weights, optimizer and scheduler
+state, step counter; the frozen base model is not copied) and, when validation NDCG@10 improves,
+the adapter (`best/`, a standard peft folder). A restarted run loads the checkpoint, skips the
+batches already seen and carries on. The checkpoint is written to a temporary folder and renamed,
+so an interruption while saving leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from llmrec.train.examples import IGNORE
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # optimizer steps done
+    best_ndcg: float = -1.0
+    best_step: int = 0
+    bad_evals: int = 0
+    curve: list[dict] = field(default_factory=list)  # step, train loss, valid loss, valid NDCG@10
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.__dict__, indent=1))
+
+    @classmethod
+    def load(cls, path: Path) -> TrainState:
+        return cls(**json.loads(path.read_text()))
+
+
+def collate(pad_id: int):
+    def fn(rows: list[dict]) -> dict[str, torch.Tensor]:
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for k, r in enumerate(rows):
+            n = len(r["input_ids"])
+            ids[k, :n] = torch.tensor(r["input_ids"])
+            labels[k, :n] = torch.tensor(r["labels"])
+            mask[k, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+    return fn
+
+
+@torch.no_grad()
+def mean_loss(model, loader, accelerator) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for batch in loader:
+        out = model(**batch)
+        n = int((batch["labels"] != IGNORE).sum())
+        total += float(out.loss) * n
+        count += n
+    model.train()
+    return total / max(count, 1)
+
+
+def save_checkpoint(ckpt: Path, model, opt, sched, state: TrainState) -> None:
+    """Adapter + optimizer + scheduler + counters, swapped in atomically."""
+    tmp = ckpt.with_name(ckpt.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp / "adapter")
+    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optim.pt")
+    state.save(tmp / "state.json")
+    old = ckpt.with_name(ckpt.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if ckpt.exists():
+        ckpt.rename(old)
+    tmp.rename(ckpt)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int, gradient_accumulation: int,
+          learning_rate: float, epochs: int, max_steps: int, warmup_ratio: float, scheduler: str,
+          eval_every: int, patience: int, seed: int, validate: Callable[[object], float], log=print) -> TrainState:
+    """Train `model` (a peft model) in place; returns the state with the learning curve."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from tqdm import tqdm
+    from transformers import get_scheduler
+
+    set_seed(seed)
+    accelerator = Accelerator(gradient_accumulation_steps=gradient_accumulation,
+                              mixed_precision="bf16" if torch.cuda.is_available() else "no")
+
+
+    def epoch_loader(epoch: int):
+        """Each epoch's order is a pure function of (seed, epoch), so a resumed run sees the same batches."""
+        data = train_ds.shuffle(seed=seed + epoch)
+        return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate(pad_id))
+
+    valid_loader = torch.utils.data.DataLoader(valid_ds, batch_size=batch_size, collate_fn=collate(pad_id))
+    steps_per_epoch = math.ceil(len(epoch_loader(0)) / gradient_accumulation)
+    total = max_steps or steps_per_epoch * epochs
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
+    sched = get_scheduler(scheduler, opt, num_warmup_steps=int(warmup_ratio * total), num_training_steps=total)
+    model, opt, valid_loader, sched = accelerator.prepare(model, opt, valid_loader, sched)
+
+    ckpt = out / "checkpoint"
+    state = TrainState()
+    if (ckpt / "state.json").is_file():
+        from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+        weights = load_peft_weights(str(ckpt / "adapter"), device=str(accelerator.device))
+        set_peft_model_state_dict(accelerator.unwrap_model(model), weights)
+        saved = torch.load(ckpt / "optim.pt", map_location=accelerator.device, weights_only=False)
+        opt.load_state_dict(saved["optimizer"])
+        sched.load_state_dict(saved["scheduler"])
+        state = TrainState.load(ckpt / "state.json")
+        log(f"resuming from step {state.step} (best NDCG@10 {state.best_ndcg:.4f} at step {state.best_step})")
+
+    def evaluate(train_loss: float) -> bool:
+        """Validate, checkpoint, keep the best adapter; True when patience is exhausted."""
+        v_loss = mean_loss(model, valid_loader, accelerator)
+        ndcg = validate(accelerator.unwrap_model(model))
+        state.curve.append({"step": state.step, "train_loss": round(train_loss, 5), "valid_loss": round(v_loss, 5),
+                            "valid_ndcg10": round(ndcg, 5)})
+        if ndcg > state.best_ndcg:
+            state.best_ndcg, state.best_step, state.bad_evals = ndcg, state.step, 0
+            accelerator.unwrap_model(model).save_pretrained(out / "best")
+        else:
+            state.bad_evals += 1
+        if accelerator.is_main_process:
+            save_checkpoint(ckpt, accelerator.unwrap_model(model), opt, sched, state)
+        log(f"step {state.step}: train loss {train_loss:.4f}, valid loss {v_loss:.4f}, valid NDCG@10 {ndcg:.4f}")
+        return state.bad_evals >= patience
+
+    if state.step == 0:
+        evaluate(float("nan"))  # the zero-shot starting point of the learning curve
+    model.train()
+    started, seen = time.time(), 0
+    running, n_running = 0.0, 0
+    stop = state.bad_evals >= patience or state.step >= total
+    with tqdm(total=total, initial=state.step, unit="step", desc="train", dynamic_ncols=True) as bar:
+        epoch = state.step // steps_per_epoch
+        while not stop and state.step < total:
+            skip = (state.step - epoch * steps_per_epoch) * gradient_accumulation
+            loader = accelerator.prepare(epoch_loader(epoch))
+            batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+            for batch in batches:
+                with accelerator.accumulate(model):
+                    loss = model(**batch).loss
+                    accelerator.backward(loss)
+                    opt.step()
+                    sched.step()
+                    opt.zero_grad()
+                running += float(loss.detach())
+                n_running += 1
+                seen += batch["input_ids"].shape[0]
+                if not accelerator.sync_gradients:
+                    continue
+                state.step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{running / n_running:.4f}", ex_per_s=f"{seen / (time.time() - started):.2f}")
+                if state.step % eval_every == 0 or state.step == total:
+                    stop = evaluate(running / n_running)
+                    running, n_running = 0.0, 0
+                if stop or state.step >= total:
+                    break
+            epoch += 1
+    state.curve.append({"examples_per_second": round(seen / max(time.time() - started, 1e-9), 3)})
+    state.save(out / "train_state.json")
+    return state
