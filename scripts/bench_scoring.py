@@ -4,8 +4,14 @@ All figures come from one process and one model: candidates/s for the naive path
 candidate re-runs its prompt), for the packed shared-prefix path, and for the bound "one plain
 causal forward over the unique tokens" (prompt once + all candidate tokens, no custom mask).
 Prints the speed-up and the shared/bound time ratio, and checks that both paths agree.
+With --vllm (run it with the vLLM virtualenv's python) the same users are also scored by the vLLM
+backend's two paths (plain prompt logprobs; per-token requests that reuse the prefix cache) in
+the same run, with their candidates/s, the ratio to the transformers shared-prefix path and their
+agreement. --random-init scores with randomly initialised weights of the model's shape
+(throughput does not depend on the weights; for machines without the embedded model's cache).
 
     python scripts/bench_scoring.py --users 50 --naive-users 10
+    .venv-vllm/bin/python scripts/bench_scoring.py --users 50 --naive-users 10 --vllm
 """
 
 from __future__ import annotations
@@ -26,7 +32,11 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out-dir", default="runs/bench", help="where ML-100K candidates are prepared")
+    ap.add_argument("--vllm", action="store_true", help="also time the vLLM backend's plain and prefix paths")
+    ap.add_argument("--random-init", action="store_true", help="random weights of the model's shape")
     args = ap.parse_args()
+    if args.random_init:
+        args.model = random_model(args.model, args.out_dir)
 
     from llmrec.backends.hf import HFBackend
     from llmrec.config import load_config
@@ -96,6 +106,49 @@ def main() -> None:
     print(f"speed-up shared vs naive: {t_naive / t_shared_sub:.2f}x")
     print(f"shared / bound time ratio: {t_shared / t_bound:.2f}")
     print(f"max |score difference| shared vs naive: {diff:.2e}; same rankings: {same_rank}")
+    if args.vllm:
+        backend.close()
+        bench_vllm(args, ranker, queries, shared, t_shared, n_cands)
+
+
+def bench_vllm(args, ranker, queries, reference, t_reference: float, n_cands: int) -> None:
+    """The vLLM backend's two paths on the same users, one engine (prefix caching on)."""
+    from llmrec.backends.vllm import VLLMBackend
+    from llmrec.config import VLLMConfig
+
+    t = time.perf_counter()
+    engine = VLLMBackend(args.model, device=args.device, settings=VLLMConfig(path="prefix"))
+    print(f"vllm engine start: {time.perf_counter() - t:.1f}s")
+    ranker.backend = engine
+    try:
+        ranker.score(queries[:1])  # warm-up
+        for path in ("plain", "prefix"):
+            engine.settings = VLLMConfig(path=path)
+            t = time.perf_counter()
+            got = [s for k in range(0, len(queries), 16) for s in ranker.score(queries[k:k + 16])]
+            dt = time.perf_counter() - t
+            diff = max(float(np.abs(a.scores - b.scores).max()) for a, b in zip(got, reference))
+            print(f"{'vllm ' + path:34s}{dt:10.2f}{n_cands / dt:10.1f}   time / hf shared-prefix "
+                  f"{dt / t_reference:.2f}; max |diff| to hf {diff:.2e}")
+    finally:
+        engine.close()
+
+
+def random_model(name: str, out_dir: str) -> str:
+    """A folder with the named model's config and tokenizer and freshly initialised weights."""
+    from pathlib import Path
+
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from llmrec.models.load import load_tokenizer, resolve_model
+
+    folder = Path(out_dir) / f"random-{Path(str(name)).name}"
+    if not (folder / "config.json").is_file():
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolve_model(name)))
+        model.save_pretrained(folder)
+        load_tokenizer(name).save_pretrained(folder)
+    return str(folder.resolve())
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# Set up .venv and run the test suite (fetches the embedded assets on first use).
+# Set up .venv and run the test suite (fetches the embedded assets on first use), then the vLLM
+# tests in their own virtualenv (scripts/test_vllm.sh; LLMREC_SKIP_VLLM=1 leaves them out).
+# Arguments go to the main pytest run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/python -m ruff check llmrec tests scripts
 .venv/bin/python -m pytest -q "$@"
+if [ "${LLMREC_SKIP_VLLM:-0}" != 1 ]; then
+  bash scripts/test_vllm.sh
+fi

@@ -179,6 +179,8 @@ def run(cfg: Config, log=print) -> RankResult:
     job = _from_input(cfg, ds) if cfg.rank.input else _from_candidates(cfg, ds)
     if cfg.rank.users:
         job.queries = job.queries[: cfg.rank.users]
+    if cfg.rank.shard >= 0:
+        job.queries = job.queries[cfg.rank.shard::cfg.rank.shards]
 
     run_dir = default_run_dir(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -201,6 +203,8 @@ def run(cfg: Config, log=print) -> RankResult:
                             "skipped": job.skipped}
     runs.write_json(run_dir / runs.RUN, meta)
 
+    if cfg.rank.shards > 1 and cfg.rank.shard < 0:
+        run_shards(cfg, run_dir, [q.user_id for q in job.queries], log)
     done = {r["user_id"] for r in runs.read_ranks(run_dir)}
     todo = [q for q in job.queries if q.user_id not in done]
     resumed = len(job.queries) - len(todo)
@@ -216,6 +220,8 @@ def run(cfg: Config, log=print) -> RankResult:
         options: dict[str, Any] = {"device": cfg.model.device, "dtype": cfg.model.dtype, "adapter": cfg.model.adapter}
         if cfg.rank.backend == "hf":
             options.update(shared_prefix=cfg.rank.shared_prefix, batch_tokens=cfg.rank.batch_tokens)
+        elif cfg.rank.backend == "vllm":
+            options.update(settings=cfg.vllm)
         backend = make_backend(cfg.rank.backend, cfg.model.name, **options)
         ranker = LLMRanker(template, backend, load_tokenizer(cfg.model.name), ds, cfg.rank.scoring,
                            cfg.rank.max_prompt_tokens, cfg.rank.seed)
@@ -243,6 +249,47 @@ def run(cfg: Config, log=print) -> RankResult:
     log(f"run directory: {run_dir}")
     log("metrics: " + ", ".join(f"{k}={v:.4f}" if k != "users" else f"users={v}" for k, v in metrics.items()))
     return RankResult(run_dir, metrics, len(todo), resumed, job.skipped)
+
+
+def run_shards(cfg: Config, run_dir: Path, order: list[str], log=print) -> None:
+    """Data-parallel ranking: one `llmrec rank` process per shard, each a resumable run directory
+    under `<run_dir>/shards/` (on GPU machines shard i sees GPU i when there are enough GPUs), then
+    the shards' users are merged into `<run_dir>/ranks.jsonl`: each user once, in job order."""
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    n = cfg.rank.shards
+    gpus = torch.cuda.device_count()
+    (run_dir / "shards").mkdir(exist_ok=True)
+    procs = []
+    for i in range(n):
+        shard_dir = run_dir / "shards" / f"{i}-of-{n}"
+        env = dict(os.environ)
+        if gpus >= n:
+            env["CUDA_VISIBLE_DEVICES"] = str(i)
+        args = [sys.executable, "-m", "llmrec.cli", "rank", "--config", str(run_dir / "config.toml"),
+                f"rank.shard={i}", f"rank.run_dir={shard_dir}"]
+        log_file = open(run_dir / "shards" / f"{i}-of-{n}.log", "a")  # noqa: SIM115 - closed below
+        procs.append((subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT), log_file))
+    log(f"ranking in {n} shard processes (logs: {run_dir / 'shards'})")
+    failed = []
+    try:
+        for i, (proc, log_file) in enumerate(procs):
+            if proc.wait() != 0:
+                failed.append(i)
+            log_file.close()
+    except KeyboardInterrupt:
+        for proc, _ in procs:
+            proc.terminate()
+        raise
+    if failed:
+        raise DataError(f"rank shards {failed} failed; see {run_dir / 'shards'}/*.log (rerun to resume)")
+    done = {r["user_id"] for r in runs.read_ranks(run_dir)}
+    rows = {r["user_id"]: r for i in range(n) for r in runs.read_ranks(run_dir / "shards" / f"{i}-of-{n}")}
+    runs.append_ranks(run_dir, [rows[u] for u in order if u in rows and u not in done])
 
 
 def _row(s, positive: str | None, top_k: int, missed: bool = False) -> dict[str, Any]:

@@ -91,7 +91,10 @@ def run(cfg: Config, log=print) -> TrainResult:
     split = Split.load(Path(cfg.out_dir) / "split.jsonl")
     tokenizer = load_tokenizer(cfg.model.name)
     history_len = t.history_len or cfg.split.history_len
-    train_ds, valid_ds = cached_examples(cfg, template, tokenizer, ds, split, history_len, log)
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():  # under `accelerate launch`, one process builds the cache
+        train_ds, valid_ds = cached_examples(cfg, template, tokenizer, ds, split, history_len, log)
     log(f"{len(train_ds)} training examples, {len(valid_ds)} for the validation loss ({template.name})")
 
     path = resolve_model(cfg.model.name)
@@ -113,7 +116,7 @@ def run(cfg: Config, log=print) -> TrainResult:
     def validate(m) -> float:
         """Mean NDCG@10 of the validation item on the validation candidate lists."""
         was_training = m.training
-        backend = HFBackend(model_obj=m, device=device)
+        backend = HFBackend(model_obj=m, device=str(next(m.parameters()).device))
         ranker = LLMRanker(template, backend, tokenizer, ds, cfg.rank.scoring, cfg.rank.max_prompt_tokens, cfg.rank.seed)
         total = 0.0
         for k in range(0, len(queries), 4):
@@ -137,5 +140,8 @@ def run(cfg: Config, log=print) -> TrainResult:
         merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(path), best).merge_and_unload()
         merged.save_pretrained(out / "merged")
         tokenizer.save_pretrained(out / "merged")
+        log(f"merged model: {out / 'merged'}")
+    elif t.merge:
+        log("train.merge: only LoRA adapters merge into the weights; prompt-tuning keeps its adapter folder")
     log(f"best validation NDCG@10 {state.best_ndcg:.4f} at step {state.best_step}; adapter: {best}")
     return TrainResult(best, state.best_ndcg, state.best_step, state.curve, seconds, len(train_ds))

@@ -130,11 +130,13 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
                             "valid_ndcg10": round(ndcg, 5)})
         if ndcg > state.best_ndcg:
             state.best_ndcg, state.best_step, state.bad_evals = ndcg, state.step, 0
-            accelerator.unwrap_model(model).save_pretrained(out / "best")
+            if accelerator.is_main_process:
+                accelerator.unwrap_model(model).save_pretrained(out / "best")
         else:
             state.bad_evals += 1
         if accelerator.is_main_process:
             save_checkpoint(ckpt, accelerator.unwrap_model(model), opt, sched, state)
+        accelerator.wait_for_everyone()
         log(f"step {state.step}: train loss {train_loss:.4f}, valid loss {v_loss:.4f}, valid NDCG@10 {ndcg:.4f}")
         return state.bad_evals >= patience
 

