@@ -78,6 +78,7 @@ class VLLMBackend:
     """The backend protocol on a `vllm.LLM` engine, built once per job and shut down by `close`."""
 
     name = "vllm"
+    caches_prefixes = True  # prompts sharing a history are cheap here: callers need not pack them
 
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto", adapter: str = "",
                  adapters: Sequence[str] = (), settings: VLLMConfig | None = None, **_: Any) -> None:

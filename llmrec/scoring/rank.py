@@ -151,7 +151,11 @@ class LLMRanker:
     def _yesno(self, queries: list[UserQuery]) -> list[Scored]:
         """One prompt per candidate, but the prompts share the history: their common token prefix
         is computed once and each candidate's question (+ the Yes or No token) is a continuation,
-        so log P(Yes) and log P(No) are the last token of two continuations."""
+        so log P(Yes) and log P(No) are the last token of two continuations. A backend that reuses
+        shared prefixes by itself (vLLM's prefix cache) gets the whole prompts and reads the two
+        answer tokens as next-token log-probabilities instead."""
+        if getattr(self.backend, "caches_prefixes", False):
+            return self._yesno_prompts(queries)
         requests, meta = [], []
         for q in queries:
             built, _ = self.build_prompts(q)
@@ -167,6 +171,21 @@ class LLMRanker:
         out = []
         for q, (dropped, longest), lps in zip(queries, meta, self.backend.continuation_logprobs(requests)):
             scores = np.array([lps[2 * k][-1] - lps[2 * k + 1][-1] for k in range(len(q.candidates))])
+            out.append(Scored(q.user_id, q.candidates, scores, dropped, longest))
+        return out
+
+    def _yesno_prompts(self, queries: list[UserQuery]) -> list[Scored]:
+        prompts, tokens, meta = [], [], []
+        for q in queries:
+            built, _ = self.build_prompts(q)
+            for prompt in built:
+                prompts.append(prompt.ids)
+                tokens.append([self._answer(prompt.text, "Yes"), self._answer(prompt.text, "No")])
+            meta.append((len(built), max(p.dropped for p in built), max(len(p.ids) for p in built)))
+        lps = iter(self.backend.next_token_logprobs(prompts, tokens))
+        out = []
+        for q, (n, dropped, longest) in zip(queries, meta):
+            scores = np.array([lp[0] - lp[1] for lp in (next(lps) for _ in range(n))])
             out.append(Scored(q.user_id, q.candidates, scores, dropped, longest))
         return out
 

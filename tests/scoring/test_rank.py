@@ -74,3 +74,10 @@ def test_answer_token_styles_equal_naive_on_real_model(name, hf_backend, ml100k,
         ref = np.empty(4)
         ref[order] = [last[0][tokenizer.convert_tokens_to_ids(x)].item() for x in "ABCD"]
     np.testing.assert_allclose(scored.scores, ref, atol=1e-4)
+    if ranker.template.style == "yesno":  # whole prompts, as for a backend with its own prefix cache
+        hf_backend.caches_prefixes = True
+        try:
+            (whole,) = ranker.score([q])
+        finally:
+            del hf_backend.caches_prefixes
+        np.testing.assert_allclose(whole.scores, ref, atol=1e-4)
