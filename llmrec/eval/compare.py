@@ -41,8 +41,14 @@ def run_label(meta: dict[str, Any], path: Path) -> str:
     if s.get("scoring", "sum") != "sum":
         label += f" ({s['scoring']})"
     if s.get("adapter"):
-        label += f" + {Path(s['adapter']).name}"
+        label += f" + {adapter_label(s['adapter'])}"
     return label
+
+
+def adapter_label(adapter: str) -> str:
+    """`runs/.../adapters/lora--letters-candidates_v1/best` -> `lora--letters-candidates_v1`."""
+    path = Path(adapter)
+    return path.parent.name if path.name in ("best", "adapter") and path.parent.name else path.name
 
 
 def user_rows_metrics(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:

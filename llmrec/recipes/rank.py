@@ -25,7 +25,7 @@ from llmrec.data.loaders import load_dataset
 from llmrec.data.split import Split
 from llmrec.errors import ConfigError, DataError
 from llmrec.eval import runs
-from llmrec.eval.compare import METRICS, user_rows_metrics
+from llmrec.eval.compare import METRICS, adapter_label, user_rows_metrics
 from llmrec.eval.metrics import expected_rank
 from llmrec.prompts.render import load_template
 from llmrec.scoring.rank import UserQuery
@@ -138,12 +138,6 @@ def _from_input(cfg: Config, ds: Dataset) -> Job:
         positive = rec.get("positive")
         _add(job, ds, cfg, user_id, history, candidates, None if positive is None else str(positive), where)
     return job
-
-
-def adapter_label(adapter: str) -> str:
-    """`runs/.../adapters/lora--letters-candidates_v1/best` -> `lora--letters-candidates_v1`."""
-    path = Path(adapter)
-    return path.parent.name if path.name in ("best", "adapter") and path.parent.name else path.name
 
 
 def check_adapter(adapter: str, template, log=print) -> None:

@@ -132,8 +132,6 @@ def run(cfg: Config, log=print) -> TrainResult:
                   eval_every=t.eval_every, patience=t.patience, seed=t.seed, validate=validate, log=log)
     seconds = time.time() - started
     best = out / "best"
-    for name in ("llmrec.toml", "template.json"):
-        (best / name).write_text((out / name).read_text())
     if t.merge and t.adapter == "lora":
         from peft import PeftModel
 

@@ -132,6 +132,9 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
             state.best_ndcg, state.best_step, state.bad_evals = ndcg, state.step, 0
             if accelerator.is_main_process:
                 accelerator.unwrap_model(model).save_pretrained(out / "best")
+                for name in ("llmrec.toml", "template.json"):  # the run's config and template travel along
+                    if (out / name).is_file():
+                        shutil.copyfile(out / name, out / "best" / name)
         else:
             state.bad_evals += 1
         if accelerator.is_main_process:
