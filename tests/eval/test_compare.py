@@ -69,3 +69,15 @@ def test_compare_uses_shared_users_and_misses(tmp_path):
     rows = {r["run"]: r for r in res["rows"]}
     assert res["users"] == 3  # users 0, 1 and the missed user 2; user 3 is not in b
     assert rows["b"]["HR@5"] == pytest.approx(2 / 3)  # the retriever's miss counts as a miss
+
+
+def test_adapter_runs_are_labelled_by_their_training_folder():
+    from pathlib import Path
+
+    from llmrec.eval.compare import run_label
+
+    meta = {"settings": {"template": "letters/candidates_v1", "scoring": "sum",
+                         "adapter": "runs/ml-100k/adapters/lora--letters-candidates_v1/best"}}
+    assert run_label(meta, Path("x")) == "letters/candidates_v1 + lora--letters-candidates_v1"
+    meta["settings"].update(adapter="/tmp/my-adapter", scoring="mean")
+    assert run_label(meta, Path("x")) == "letters/candidates_v1 (mean) + my-adapter"
