@@ -114,6 +114,8 @@ class VLLMBackend:
         }
         if cuda:
             kwargs["gpu_memory_utilization"] = s.gpu_memory_utilization
+        if not any((Path(path) / f).is_file() for f in ("tokenizer.json", "tokenizer_config.json")):
+            kwargs["skip_tokenizer_init"] = True  # token ids in, log-probs out: no text is needed
         if s.max_model_len:
             kwargs["max_model_len"] = s.max_model_len
         if s.max_num_batched_tokens:
@@ -174,7 +176,7 @@ class VLLMBackend:
         if self.settings.path == "plain":
             flat = [(r.prompt, c) for r in requests for c in r.continuations]
             outs = self._generate([self._prompt(p + c) for p, c in flat],
-                                  SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0))
+                                  SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False))
             v = self._virtual()
             scores = iter([np.array([o.prompt_logprobs[v + len(p) + j][t].logprob for j, t in enumerate(c)])
                            for (p, c), o in zip(flat, outs)])
@@ -184,7 +186,7 @@ class VLLMBackend:
             for k, c in enumerate(r.continuations):
                 for j, t in enumerate(c):
                     prompts.append(self._prompt(r.prompt + c[:j]))
-                    params.append(SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=[t]))
+                    params.append(SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=[t], detokenize=False))
                     where.append((i, k, j, t))
         out = [[np.zeros(len(c)) for c in r.continuations] for r in requests]
         for (i, k, j, t), o in zip(where, self._generate(prompts, params)):
@@ -197,8 +199,8 @@ class VLLMBackend:
         for ids in token_ids:
             if len(ids) > MAX_ANSWER_IDS:
                 raise ConfigError(f"vLLM reads at most {MAX_ANSWER_IDS} answer tokens per prompt; got {len(ids)}")
-        params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(dict.fromkeys(ids)))
-                  for ids in token_ids]
+        params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=list(dict.fromkeys(ids)),
+                                 detokenize=False) for ids in token_ids]
         outs = self._generate([self._prompt(p) for p in prompts], params)
         return [np.array([o.outputs[0].logprobs[0][t].logprob for t in ids]) for o, ids in zip(outs, token_ids)]
 

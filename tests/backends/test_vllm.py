@@ -133,7 +133,7 @@ def test_rank_job_interrupted_and_resumed(prepared, adapters, tmp_path):
     from llmrec.recipes import rank
 
     run_dir = tmp_path / "run"
-    overrides = ["rank.backend=vllm", "vllm.enforce_eager=true", "vllm.max_model_len=2048", "rank.users=12",
+    overrides = ["rank.backend=vllm", "vllm.enforce_eager=true", "vllm.max_model_len=2048", "rank.users=40",
                  "rank.batch_users=1", "rank.template=letters/candidates_v1", f"model.adapter={adapters['lora']}",
                  f"rank.run_dir={run_dir}"]
     args = [sys.executable, "-m", "llmrec.cli", "rank", "--config", str(Path(prepared.out_dir) / "config.toml"),
@@ -147,14 +147,14 @@ def test_rank_job_interrupted_and_resumed(prepared, adapters, tmp_path):
     os.kill(proc.pid, signal.SIGINT)  # Ctrl-C: the job stops and shuts its engine down
     assert proc.wait(timeout=120) == 130
     before = ranks.read_text().count("\n")
-    assert 3 <= before < 12, "the job should have been interrupted half-way"
+    assert 3 <= before < 40, "the job should have been interrupted half-way"
     time.sleep(2)
     assert not [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     cfg = from_dict(type(prepared), apply_overrides(to_dict(prepared), overrides))
     res = rank.run(cfg, log=lambda *_: None)
-    assert res.users_resumed == before and res.users_ranked == 12 - before
+    assert res.users_resumed == before and res.users_ranked == 40 - before
     rows = read_ranks(run_dir)
-    assert [r["user_id"] for r in rows] == [str(u) for u in range(1, 13)]
+    assert [r["user_id"] for r in rows] == [str(u) for u in range(1, 41)]
     hf = rank.run(from_dict(type(prepared), apply_overrides(to_dict(cfg), ["rank.backend=hf",
                                                                               f"rank.run_dir={tmp_path / 'hf'}"])),
                   log=lambda *_: None)
