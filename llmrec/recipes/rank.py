@@ -13,7 +13,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 from tqdm import tqdm
@@ -219,14 +219,18 @@ def run(cfg: Config, log=print) -> RankResult:
         backend = make_backend(cfg.rank.backend, cfg.model.name, **options)
         ranker = LLMRanker(template, backend, load_tokenizer(cfg.model.name), ds, cfg.rank.scoring,
                            cfg.rank.max_prompt_tokens, cfg.rank.seed)
+        stop = _StopOnSignal()
         try:
-            with tqdm(total=len(job.queries), initial=resumed, unit="user", desc="rank", dynamic_ncols=True) as bar:
+            with stop, tqdm(total=len(job.queries), initial=resumed, unit="user", desc="rank",
+                            dynamic_ncols=True) as bar:
                 for start in range(0, len(todo), cfg.rank.batch_users):
                     chunk = todo[start:start + cfg.rank.batch_users]
                     rows = [_row(s, job.positives[s.user_id], cfg.rank.top_k, s.user_id in job.missed)
                             for s in ranker.score(chunk)]
                     runs.append_ranks(run_dir, rows)
                     bar.update(len(chunk))
+                    if stop.requested:
+                        raise KeyboardInterrupt
         finally:
             backend.close()
     elapsed = time.time() - started
@@ -243,6 +247,36 @@ def run(cfg: Config, log=print) -> RankResult:
     log(f"run directory: {run_dir}")
     log("metrics: " + ", ".join(f"{k}={v:.4f}" if k != "users" else f"users={v}" for k, v in metrics.items()))
     return RankResult(run_dir, metrics, len(todo), resumed, job.skipped)
+
+
+class _StopOnSignal:
+    """Ctrl-C / SIGTERM during ranking: finish and save the current batch, then stop (a second
+    signal stops at once). Installed after the backend starts, so an engine that handles SIGINT
+    itself (vLLM) cannot swallow it; outside the main thread it does nothing."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> Self:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
 
 
 def run_shards(cfg: Config, run_dir: Path, order: list[str], log=print) -> None:
