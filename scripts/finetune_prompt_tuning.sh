@@ -1,23 +1,3 @@
 #!/usr/bin/env bash
-# GPU recipe: train a prompt-tuning adapter for the letters template on ML-100K, then rank every user's
-# sampled-20 test candidates with it and compare against zero-shot, popularity and BPR-MF.
-# Needs a GPU box with the model on the Hub cache or as a local folder (MODEL=/path/to/model).
-# Several GPUs: ACCELERATE=".venv/bin/accelerate launch --multi_gpu --num_processes 4" bash scripts/finetune_prompt_tuning.sh
-# Usage: bash scripts/finetune_prompt_tuning.sh [key.sub=value ...]   (extra overrides for `llmrec train`)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-CFG=scripts/configs/train_gpu_prompt_tuning.toml
-MODEL=${MODEL:-Qwen/Qwen2.5-0.5B-Instruct}
-PY=.venv/bin/python
-[ -f runs/ml-100k/split.jsonl ] || .venv/bin/llmrec prepare --config scripts/configs/ml100k.toml > /dev/null
-OUT=runs/ml-100k/adapters/prompt-tuning--$(basename "$MODEL")--letters-candidates_v1
-${ACCELERATE:-$PY} -m llmrec.cli train --config $CFG model.name="$MODEL" train.out="$OUT" "$@"
-for adapter in "" "$OUT/best"; do
-  .venv/bin/llmrec rank --config scripts/configs/ml100k.toml --template letters/candidates_v1 \
-    --model "$MODEL" ${adapter:+--adapter "$adapter"} | grep -E '^(ranked|run directory|metrics)'
-done
-.venv/bin/llmrec baseline --config scripts/configs/ml100k.toml --name pop | grep -E '^pop on'
-.venv/bin/llmrec baseline --config scripts/configs/ml100k.toml --name bpr | grep -E '^bpr on'
-.venv/bin/llmrec compare runs/ml-100k/baselines/bpr--sampled-20.test runs/ml-100k/baselines/pop--sampled-20.test \
-  runs/ml-100k/rank/letters-candidates_v1--"$(basename "$MODEL")"--*sampled-20.test --reference bpr \
-  --out runs/ml-100k/compare-prompt-tuning
+# GPU recipe for a prompt-tuning adapter: see scripts/finetune.sh.
+exec bash "$(dirname "$0")/finetune.sh" prompt-tuning "$@"
