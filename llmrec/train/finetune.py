@@ -122,12 +122,12 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
         state = TrainState.load(ckpt / "state.json")
         log(f"resuming from step {state.step} (best NDCG@10 {state.best_ndcg:.4f} at step {state.best_step})")
 
-    def evaluate(train_loss: float) -> bool:
+    def evaluate(train_loss: float | None) -> bool:
         """Validate, checkpoint, keep the best adapter; True when patience is exhausted."""
         v_loss = mean_loss(model, valid_loader, accelerator)
         ndcg = validate(accelerator.unwrap_model(model))
-        state.curve.append({"step": state.step, "train_loss": round(train_loss, 5), "valid_loss": round(v_loss, 5),
-                            "valid_ndcg10": round(ndcg, 5)})
+        state.curve.append({"step": state.step, "train_loss": None if train_loss is None else round(train_loss, 5),
+                            "valid_loss": round(v_loss, 5), "valid_ndcg10": round(ndcg, 5)})
         if ndcg > state.best_ndcg:
             state.best_ndcg, state.best_step, state.bad_evals = ndcg, state.step, 0
             if accelerator.is_main_process:
@@ -140,11 +140,12 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
         if accelerator.is_main_process:
             save_checkpoint(ckpt, accelerator.unwrap_model(model), opt, sched, state)
         accelerator.wait_for_everyone()
-        log(f"step {state.step}: train loss {train_loss:.4f}, valid loss {v_loss:.4f}, valid NDCG@10 {ndcg:.4f}")
+        shown = "-" if train_loss is None else f"{train_loss:.4f}"
+        log(f"step {state.step}: train loss {shown}, valid loss {v_loss:.4f}, valid NDCG@10 {ndcg:.4f}")
         return state.bad_evals >= patience
 
     if state.step == 0:
-        evaluate(float("nan"))  # the zero-shot starting point of the learning curve
+        evaluate(None)  # the zero-shot starting point (no training loss yet) of the learning curve
     model.train()
     started, seen = time.time(), 0
     running, n_running = 0.0, 0
@@ -176,6 +177,7 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
                 if stop or state.step >= total:
                     break
             epoch += 1
-    state.curve.append({"examples_per_second": round(seen / max(time.time() - started, 1e-9), 3)})
+    elapsed = max(time.time() - started, 1e-9)
+    state.curve.append({"examples_per_second": round(seen / elapsed, 3), "wall_seconds": round(elapsed, 1)})
     state.save(out / "train_state.json")
     return state

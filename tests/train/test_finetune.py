@@ -41,6 +41,11 @@ def test_train_then_rank_with_adapter(prepared_valid):
     assert [c["step"] for c in curve] == [0, 3, 6]
     # Validation loss on held-out users' examples (2 users x 2 prefixes) goes down.
     assert curve[-1]["valid_loss"] < curve[0]["valid_loss"] - 0.1
+    # Step 0 has no training loss; the saved state is strict JSON and records throughput and time.
+    assert curve[0]["train_loss"] is None and curve[-1]["train_loss"] > 0
+    saved = json.loads((res.adapter_dir.parent / "train_state.json").read_text(),
+                       parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in train_state.json"))
+    assert saved["curve"][-1]["examples_per_second"] > 0 and saved["curve"][-1]["wall_seconds"] > 0
     best = res.adapter_dir
     assert (best / "adapter_config.json").is_file() and (best / "adapter_model.safetensors").is_file()
     assert json.loads((best / "template.json").read_text())["template"] == "title/next_item_v1"
