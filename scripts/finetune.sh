@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# GPU recipe: train a LoRA or prompt-tuning adapter for the letters template on ML-100K, then rank
-# every user's sampled-20 test candidates with it and compare against zero-shot, popularity and BPR-MF.
+# GPU recipe: train a LoRA or prompt-tuning adapter for a template (letters/candidates_v1 unless
+# TEMPLATE=... says otherwise) on ML-100K, then rank every user's sampled-20 test candidates with
+# it and compare against the same model zero-shot, popularity and BPR-MF.
 # Needs a GPU box with the model on the Hub cache or as a local folder (MODEL=/path/to/model).
 # Several GPUs: ACCELERATE=".venv/bin/accelerate launch --multi_gpu --num_processes 4" bash scripts/finetune.sh lora
 # Usage: bash scripts/finetune.sh lora|prompt-tuning [key.sub=value ...]   (extra overrides for `llmrec train`)
@@ -11,16 +12,18 @@ shift
 CFG=scripts/configs/train_gpu_${KIND//-/_}.toml
 [ -f "$CFG" ] || { echo "finetune.sh: unknown adapter kind '$KIND' (no $CFG)" >&2; exit 2; }
 MODEL=${MODEL:-Qwen/Qwen2.5-0.5B-Instruct}
+TEMPLATE=${TEMPLATE:-letters/candidates_v1}
 PY=.venv/bin/python
 [ -f runs/ml-100k/split.jsonl ] || .venv/bin/llmrec prepare --config scripts/configs/ml100k.toml > /dev/null
-OUT=runs/ml-100k/adapters/$KIND--$(basename "$MODEL")--letters-candidates_v1
-${ACCELERATE:-$PY} -m llmrec.cli train --config "$CFG" model.name="$MODEL" train.out="$OUT" "$@"
+OUT=runs/ml-100k/adapters/$KIND--$(basename "$MODEL")--${TEMPLATE//\//-}
+${ACCELERATE:-$PY} -m llmrec.cli train --config "$CFG" model.name="$MODEL" train.template="$TEMPLATE" \
+  train.out="$OUT" "$@"
 for adapter in "" "$OUT/best"; do
-  .venv/bin/llmrec rank --config scripts/configs/ml100k.toml --template letters/candidates_v1 \
+  .venv/bin/llmrec rank --config scripts/configs/ml100k.toml --template "$TEMPLATE" \
     --model "$MODEL" ${adapter:+--adapter "$adapter"} | grep -E '^(ranked|run directory|metrics)'
 done
 .venv/bin/llmrec baseline --config scripts/configs/ml100k.toml --name pop | grep -E '^pop on'
 .venv/bin/llmrec baseline --config scripts/configs/ml100k.toml --name bpr | grep -E '^bpr on'
 .venv/bin/llmrec compare runs/ml-100k/baselines/bpr--sampled-20.test runs/ml-100k/baselines/pop--sampled-20.test \
-  runs/ml-100k/rank/letters-candidates_v1--"$(basename "$MODEL")"--*sampled-20.test --reference bpr \
-  --out "runs/ml-100k/compare-$KIND"
+  runs/ml-100k/rank/"${TEMPLATE//\//-}"--"$(basename "$MODEL")"--*sampled-20.test --reference bpr \
+  --out "runs/ml-100k/compare-$KIND-${TEMPLATE//\//-}"
