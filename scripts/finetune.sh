@@ -13,9 +13,11 @@ CFG=scripts/configs/train_gpu_${KIND//-/_}.toml
 [ -f "$CFG" ] || { echo "finetune.sh: unknown adapter kind '$KIND' (no $CFG)" >&2; exit 2; }
 MODEL=${MODEL:-Qwen/Qwen2.5-0.5B-Instruct}
 TEMPLATE=${TEMPLATE:-letters/candidates_v1}
+SLUG=${TEMPLATE//\//-}   # the template as it appears in folder names
+MODEL_NAME=$(basename "$MODEL")
 PY=.venv/bin/python
 [ -f runs/ml-100k/split.jsonl ] || .venv/bin/llmrec prepare --config scripts/configs/ml100k.toml > /dev/null
-OUT=runs/ml-100k/adapters/$KIND--$(basename "$MODEL")--${TEMPLATE//\//-}
+OUT=runs/ml-100k/adapters/$KIND--$MODEL_NAME--$SLUG
 ${ACCELERATE:-$PY} -m llmrec.cli train --config "$CFG" model.name="$MODEL" train.template="$TEMPLATE" \
   train.out="$OUT" "$@"
 for adapter in "" "$OUT/best"; do
@@ -25,5 +27,4 @@ done
 .venv/bin/llmrec baseline --config scripts/configs/ml100k.toml --name pop | grep -E '^pop on'
 .venv/bin/llmrec baseline --config scripts/configs/ml100k.toml --name bpr | grep -E '^bpr on'
 .venv/bin/llmrec compare runs/ml-100k/baselines/bpr--sampled-20.test runs/ml-100k/baselines/pop--sampled-20.test \
-  runs/ml-100k/rank/"${TEMPLATE//\//-}"--"$(basename "$MODEL")"--*sampled-20.test --reference bpr \
-  --out "runs/ml-100k/compare-$KIND-${TEMPLATE//\//-}"
+  runs/ml-100k/rank/"$SLUG--$MODEL_NAME"--*sampled-20.test --reference bpr --out "runs/ml-100k/compare-$KIND-$SLUG"
