@@ -3,7 +3,7 @@
 A template is `templates/<style>/<name>_vN.j2` (or any `.j2` path) opening with a `{# #}` header
 of `key: value` lines:
 
-    style:   title | letters | yesno          (how candidates are scored, see DESIGN.md)
+    style:   title | letters | yesno          (how candidates are scored)
     chat:    true | false                     (wrap the text as a user turn with the chat template)
     target:  Jinja for the scored text of one item (title style; default "{{ item.title }}")
     answer:  prose description of the answer format
@@ -11,10 +11,16 @@ of `key: value` lines:
 
 Rendering uses StrictUndefined: a missing variable, an unknown filter or a syntax error is a
 TemplateError naming the file and line, never a silently empty prompt.
+
+Templates are untrusted input (a run may use a `.j2` file from anywhere), so bodies and the
+`target` header run in Jinja's immutable sandbox: attribute access that could reach Python
+internals (`__class__`, `__globals__`, ...) or mutate data is refused, and `include`/`extends`
+only read files inside the template's own folder.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import traceback
@@ -23,17 +29,39 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from llmrec.errors import TemplateError
 
 STYLES = ("title", "letters", "yesno")
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 _HEADER = re.compile(r"\A\s*\{#(.*?)#\}", re.DOTALL)
+_DEFAULT_TARGET = "{{ item.title }}"
 
 
-def _env(search_dir: Path) -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(search_dir)),
+class _FolderLoader(jinja2.FileSystemLoader):
+    """A FileSystemLoader that also refuses files reached through a link leading out of the folder.
+
+    FileSystemLoader already rejects `..` in names; a symlink inside the folder is the other way out.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__(str(folder))
+        self.root = folder.resolve()
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Any]:
+        source, filename, uptodate = super().get_source(environment, template)
+        if not Path(filename).resolve().is_relative_to(self.root):
+            raise jinja2.TemplateNotFound(template)
+        return source, filename, uptodate
+
+
+@functools.lru_cache(maxsize=64)
+def _env(search_dir: Path) -> ImmutableSandboxedEnvironment:
+    """One sandboxed environment per template folder (compiled templates are cached and reloaded on edit)."""
+    return ImmutableSandboxedEnvironment(
+        loader=_FolderLoader(search_dir),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
         trim_blocks=True,
@@ -42,12 +70,28 @@ def _env(search_dir: Path) -> jinja2.Environment:
     )
 
 
+@functools.lru_cache(maxsize=1)
+def _expr_env() -> ImmutableSandboxedEnvironment:
+    """The sandbox for header expressions such as `target` (no loader: they cannot include files)."""
+    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
 def _error_line(exc: BaseException, filename: str) -> int | None:
     """The template line of a render-time error: Jinja rewrites tracebacks to point at it."""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if frame.filename and Path(frame.filename).resolve() == Path(filename).resolve():
             return frame.lineno
     return None
+
+
+def _header_line(source: str, key: str) -> int:
+    """1-based line of `key:` in the header (1 when absent: the header opens the file)."""
+    for n, line in enumerate(source.splitlines(), 1):
+        if line.startswith(f"{key}:"):
+            return n
+        if "#}" in line:
+            break
+    return 1
 
 
 @dataclass(frozen=True)
@@ -69,10 +113,17 @@ class Template:
         """Render to the prompt text (before any chat template). Errors name file and line."""
         env = _env(self.path.parent)
         try:
-            tpl = env.get_template(self.path.name)
-            return tpl.render(**variables).strip("\n") if not self.chat else tpl.render(**variables).strip()
+            text = env.get_template(self.path.name).render(**variables)
+            return text.strip() if self.chat else text.strip("\n")
         except jinja2.TemplateSyntaxError as e:
-            raise TemplateError(f"{self.path}:{e.lineno}: {e.message}") from None
+            raise TemplateError(f"{e.filename or self.path}:{e.lineno}: {e.message}") from None
+        except SecurityError as e:
+            line = _error_line(e, str(self.path))
+            raise TemplateError(f"{self.path}:{line}: unsafe access refused: {e}") from None
+        except jinja2.TemplateNotFound as e:
+            line = _error_line(e, str(self.path))
+            raise TemplateError(f"{self.path}:{line}: cannot include {e.name!r}: only files inside "
+                                f"{self.path.parent} can be included or extended") from None
         except jinja2.UndefinedError as e:
             line = _error_line(e, str(self.path))
             raise TemplateError(f"{self.path}:{line}: {e.message} (available: {sorted(variables)})") from None
@@ -82,11 +133,32 @@ class Template:
 
     def render_target(self, item: dict[str, Any]) -> str:
         """The scored text of one candidate (title style)."""
-        expr = self.header.get("target", "{{ item.title }}")
+        target = _compile_target(self.path, self.source, self.header)
         try:
-            return jinja2.Environment(undefined=jinja2.StrictUndefined).from_string(expr).render(item=item)
+            return target.render(item=item)
+        except SecurityError as e:
+            raise TemplateError(f"{self._target_where()}: unsafe access refused: {e}") from None
         except jinja2.TemplateError as e:
-            raise TemplateError(f"{self.path}: header 'target' {expr!r}: {e}") from None
+            raise TemplateError(f"{self._target_where()}: {e}") from None
+
+    def _target_where(self) -> str:
+        expr = self.header.get("target", _DEFAULT_TARGET)
+        return f"{self.path}:{_header_line(self.source, 'target')}: header 'target' {expr!r}"
+
+
+@functools.lru_cache(maxsize=64)
+def _expression(expr: str) -> jinja2.Template:
+    """A compiled header expression (it is rendered once per candidate, so compile it once)."""
+    return _expr_env().from_string(expr)
+
+
+def _compile_target(path: Path, source: str, header: dict[str, str]) -> jinja2.Template:
+    expr = header.get("target", _DEFAULT_TARGET)
+    try:
+        return _expression(expr)
+    except jinja2.TemplateSyntaxError as e:
+        raise TemplateError(f"{path}:{_header_line(source, 'target')}: header 'target' {expr!r}: "
+                            f"{e.message}") from None
 
 
 def parse_header(path: Path, source: str) -> dict[str, str]:
@@ -121,9 +193,10 @@ def load_template(name_or_path: str) -> Template:
         raise TemplateError(f"{path}: header 'chat' must be true or false; got {chat!r}")
     # Compile now so syntax errors and unknown filters surface before any model is loaded.
     try:
-        _env(path.parent).get_template(path.name)
+        _env(path.parent.resolve()).get_template(path.name)
     except jinja2.TemplateSyntaxError as e:
         raise TemplateError(f"{path}:{e.lineno}: {e.message}") from None
+    _compile_target(path, source, header)
     return Template(name, path.resolve(), style, chat == "true", header, source)
 
 

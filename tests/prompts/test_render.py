@@ -94,3 +94,71 @@ def test_item_vars_for_templates(ml100k):
     assert v["title"] == "Toy Story" and v["genres"] == ["Animation", "Children's", "Comedy"]
     assert v["rating"] == 4 and v["date"] == "1997-12-04"
     assert "rating" not in item_vars(ml100k.items["1"])
+
+
+PAYLOAD = "{{ cycler.__init__.__globals__.os.popen('id').read() }}"
+
+
+def _touch_payload(marker):
+    return "{{ cycler.__init__.__globals__.os.popen('touch " + str(marker) + "').read() }}"
+
+
+def test_template_body_runs_in_a_sandbox(tmp_path):
+    p = _write(tmp_path, "Hello {{ item_noun }}\n" + PAYLOAD + "\n")
+    t = load_template(str(p))
+    with pytest.raises(TemplateError, match=r"t_v1.j2:6: unsafe access refused: access to attribute '__init__' "
+                                             r"of 'type' object is unsafe"):
+        t.render(item_noun="movie")
+    marker = tmp_path / "pwned"
+    t = load_template(str(_write(tmp_path, "x\n" + _touch_payload(marker) + "\n")))
+    with pytest.raises(TemplateError, match="unsafe access refused"):
+        t.render()
+    assert not marker.exists()
+    t = load_template(str(_write(tmp_path, "{{ ''.__class__.__mro__ }}\n")))
+    with pytest.raises(TemplateError, match=r"t_v1.j2:5: unsafe access refused: access to attribute '__class__' "
+                                             r"of 'str' object is unsafe"):
+        t.render()
+    t = load_template(str(_write(tmp_path, "{{ history.append(1) }}\n")))  # immutable: no mutation either
+    with pytest.raises(TemplateError, match=r"t_v1.j2:5: unsafe access refused: .*'append' of 'list'"):
+        t.render(history=[])
+
+
+def test_target_header_runs_in_a_sandbox(tmp_path):
+    marker = tmp_path / "pwned"
+    header = "style: title\nchat: false\ntarget: " + _touch_payload(marker)
+    t = load_template(str(_write(tmp_path, "{{ item_noun }}\n", header=header)))
+    with pytest.raises(TemplateError, match=r"t_v1.j2:4: header 'target' .*: unsafe access refused: "
+                                             r"access to attribute '__init__'"):
+        t.render_target({"title": "Heat"})
+    assert not marker.exists()
+    header = "style: title\nchat: false\ntarget: " + PAYLOAD
+    t = load_template(str(_write(tmp_path, "{{ item_noun }}\n", header=header)))
+    with pytest.raises(TemplateError, match=r"header 'target'.*unsafe access refused"):
+        t.render_target({"title": "Heat"})
+    t = load_template(str(_write(tmp_path, "x", header="style: title\ntarget: {{ item.title }} ({{ item.year }})")))
+    assert t.render_target({"title": "Heat", "year": 1995}) == "Heat (1995)"
+    with pytest.raises(TemplateError, match=r"t_v1.j2:3: header 'target' .*: 'dict object' has no attribute 'year'"):
+        t.render_target({"title": "Heat"})
+    with pytest.raises(TemplateError, match=r"t_v1.j2:4: header 'target' '\{\{ item.title': unexpected end of template"):
+        load_template(str(_write(tmp_path, "x", header="style: title\nchat: false\ntarget: {{ item.title ")))
+
+
+def test_include_stays_inside_the_template_folder(tmp_path):
+    folder = tmp_path / "tpl"
+    folder.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP SECRET")
+    (folder / "part.j2").write_text("shared part {{ item_noun }}")
+    t = load_template(str(_write(folder, "{% include 'part.j2' %}\n")))
+    assert t.render(item_noun="film") == "shared part film"
+    for name in ("../secret.txt", str(secret), "/../secret.txt"):
+        t = load_template(str(_write(folder, "{% include '" + name + "' %}\n")))
+        with pytest.raises(TemplateError, match=r"t_v1.j2:5: cannot include .*only files inside .*tpl can be"):
+            t.render()
+    t = load_template(str(_write(folder, "{% extends '../secret.txt' %}\n")))
+    with pytest.raises(TemplateError, match="cannot include '../secret.txt'"):
+        t.render()
+    (folder / "link.j2").symlink_to(secret)  # a link inside the folder that leads out of it
+    t = load_template(str(_write(folder, "{% include 'link.j2' %}\n")))
+    with pytest.raises(TemplateError, match="cannot include 'link.j2'"):
+        t.render()
