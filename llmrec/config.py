@@ -32,8 +32,8 @@ class DataConfig:
     items_path: str = ""  # csv/jsonl only: the items file
     user_field: str = "user_id"
     item_field: str = "item_id"
-    rating_field: str = "rating"
-    timestamp_field: str = "timestamp"
+    rating_field: str = ""  # empty: `rating` if present, else implicit feedback (1.0); set: must exist
+    timestamp_field: str = ""  # empty: `timestamp` if present, else file order; set: must exist
     title_field: str = ""  # empty: auto-detect (movie_title, title, name)
     year_field: str = ""  # empty: auto-detect (release_year, year)
     genres_field: str = ""  # empty: auto-detect (class, genres, categories)
@@ -57,12 +57,16 @@ class SplitConfig:
 
     method: str = "leave-one-out"
     history_len: int = 20  # prompts see at most the last N items (LlamaRec uses 20)
+    tie_break: str = "hash"  # same-timestamp order: hash (seeded, not id order) | file (meaningful log order)
+    seed: int = 0  # seed of the "hash" tie-break
 
     def __post_init__(self) -> None:
         if self.method != "leave-one-out":
             raise ConfigError(f"split.method: only 'leave-one-out' is supported; got {self.method!r}")
         if self.history_len < 1:
             raise ConfigError(f"split.history_len: must be >= 1; got {self.history_len}")
+        if self.tie_break not in ("hash", "file"):
+            raise ConfigError(f"split.tie_break: expected hash or file; got {self.tie_break!r}")
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,8 @@ class Dataset:
     """Users, items and timestamped rated interactions.
 
     `interactions` has columns user_id, item_id (str), rating, timestamp (float64) and a `row`
-    column holding the original file order, used as the deterministic time tie-break.
+    column holding the original file order (the split's last-resort time tie-break).
+    `duplicate_rows_dropped` counts exact duplicate rows the loader removed, so stats can report it.
     """
 
     name: str
@@ -52,6 +53,7 @@ class Dataset:
     interactions: pd.DataFrame
     users: dict[str, dict[str, str]] = field(default_factory=dict)
     item_noun: str = "movie"
+    duplicate_rows_dropped: int = 0
 
     def __post_init__(self) -> None:
         missing = [c for c in (*INTERACTION_COLUMNS, "row") if c not in self.interactions.columns]
@@ -101,11 +103,13 @@ class Dataset:
             "rating_mean": round(float(df["rating"].mean()), 4) if len(df) else 0.0,
             "time_min": float(df["timestamp"].min()) if len(df) else 0.0,
             "time_max": float(df["timestamp"].max()) if len(df) else 0.0,
+            "duplicate_rows_dropped": self.duplicate_rows_dropped,
         }
 
     def with_interactions(self, interactions: pd.DataFrame) -> Dataset:
         """Same items and users, other interactions (filters build on this)."""
-        return Dataset(self.name, self.items, interactions.reset_index(drop=True), self.users, self.item_noun)
+        return Dataset(self.name, self.items, interactions.reset_index(drop=True), self.users, self.item_noun,
+                       self.duplicate_rows_dropped)
 
     def filter(self, min_rating: float | None = None, kcore: int = 0) -> Dataset:
         """Keep interactions rated >= `min_rating`, then the k-core: repeatedly drop users and items

@@ -1,13 +1,19 @@
 """Chronological leave-one-out split.
 
-Each user's interactions are put in time order with a deterministic tie-break: timestamp, then
-original file order (never item id: ML-100K has many same-second ratings, and ordering those by
-id leaks the catalogue order into the "next item"). The last item is the test target, the one
-before it the validation target, the rest is training history.
+Each user's interactions are put in time order; interactions with the same timestamp are ordered
+by the tie-break. "hash" (the default) orders them by a seeded, platform-stable hash of
+(seed, user id, item id), then file order: many dumps are sorted by user then item id, so file
+order would make the highest tied item id the test target. "file" keeps file order, for logs
+whose order within a second is meaningful. Never item id, which leaks the catalogue order.
+
+Each item appears once per user, at its latest occurrence (earlier repeats are dropped and
+counted), so a held-out item is never also in that user's history. The last item is the test
+target, the one before it the validation target, the rest is training history.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,9 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from llmrec.data.dataset import Dataset, Interaction
-from llmrec.errors import DataError
+from llmrec.errors import ConfigError, DataError
 
 MIN_SEQUENCE = 3  # train (>= 1) + valid + test
+TIE_BREAKS = ("hash", "file")
 
 
 def natural_key(s: str) -> tuple[int, int | str]:
@@ -68,11 +75,15 @@ class UserSequence:
 
 @dataclass
 class Split:
-    """All users' sequences plus the count of users skipped for having fewer than 3 items."""
+    """All users' sequences, the count of users skipped for having fewer than 3 items, the count of
+    repeated (user, item) interactions dropped, and the tie-break that ordered same-time items."""
 
     users: dict[str, UserSequence]
     dataset_hash: str
     skipped_users: int = 0
+    repeats_dropped: int = 0
+    tie_break: str = "file"  # split files written before the setting existed used file order
+    seed: int = 0
 
     def __iter__(self) -> Iterator[UserSequence]:
         return iter(self.users.values())
@@ -89,7 +100,9 @@ class Split:
     def save(self, path: Path) -> None:
         with open(path, "w") as f:
             f.write(json.dumps({"meta": {"method": "leave-one-out", "dataset_hash": self.dataset_hash,
-                                         "skipped_users": self.skipped_users}}) + "\n")
+                                         "skipped_users": self.skipped_users,
+                                         "repeats_dropped": self.repeats_dropped,
+                                         "tie_break": self.tie_break, "seed": self.seed}}) + "\n")
             f.writelines(json.dumps({"user_id": s.user_id, "items": list(s.items), "ratings": list(s.ratings),
                                     "timestamps": list(s.timestamps)}) + "\n" for s in self)
 
@@ -107,12 +120,29 @@ class Split:
                                                        tuple(r["timestamps"]))
             except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise DataError(f"{path}: malformed split file ({e})") from None
-        return cls(users, meta["dataset_hash"], meta.get("skipped_users", 0))
+        return cls(users, meta["dataset_hash"], meta.get("skipped_users", 0), meta.get("repeats_dropped", 0),
+                   meta.get("tie_break", "file"), meta.get("seed", 0))
 
 
-def leave_one_out(dataset: Dataset) -> Split:
-    """Split every user with >= 3 interactions; users with fewer are skipped and counted."""
-    df = dataset.interactions.sort_values(["timestamp", "row"], kind="stable")
+def tie_hash(seed: int, user_id: str, item_id: str) -> int:
+    """The "hash" tie-break key: the same on every platform and Python version (unlike `hash`)."""
+    digest = hashlib.blake2b(f"{seed}\x1f{user_id}\x1f{item_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def leave_one_out(dataset: Dataset, tie_break: str = "hash", seed: int = 0) -> Split:
+    """Split every user with >= 3 distinct items; users with fewer are skipped and counted."""
+    if tie_break not in TIE_BREAKS:
+        raise ConfigError(f"split.tie_break: expected hash or file; got {tie_break!r}")
+    df = dataset.interactions
+    keys = ["timestamp", "row"]
+    if tie_break == "hash":
+        tie = [tie_hash(seed, u, i) for u, i in zip(df["user_id"].tolist(), df["item_id"].tolist())]
+        df = df.assign(tie=np.array(tie, dtype=np.uint64))
+        keys = ["timestamp", "tie", "row"]
+    df = df.sort_values(keys, kind="stable")
+    repeat = df.duplicated(["user_id", "item_id"], keep="last")
+    df = df[~repeat]
     users: dict[str, UserSequence] = {}
     skipped = 0
     groups = {u: g for u, g in df.groupby("user_id", sort=False)}
@@ -124,7 +154,7 @@ def leave_one_out(dataset: Dataset) -> Split:
         users[u] = UserSequence(
             u, tuple(g["item_id"].tolist()), tuple(g["rating"].tolist()), tuple(g["timestamp"].tolist())
         )
-    return Split(users, dataset.fingerprint(), skipped)
+    return Split(users, dataset.fingerprint(), skipped, int(repeat.sum()), tie_break, seed)
 
 
 def train_item_counts(split: Split, universe: list[str]) -> np.ndarray:

@@ -106,3 +106,103 @@ def test_filter_to_nothing_is_an_error(tmp_path):
     folder = write_recbole(tmp_path, "t", ["u1\t1\t2\t1"], ITEMS)
     with pytest.raises(DataError, match="no interactions left after filtering"):
         load_dataset(DataConfig(dataset="t", path=str(folder), min_rating=4))
+
+
+def _csv_cfg(tmp_path, **kw):
+    return DataConfig(dataset="d", format="csv", path=str(tmp_path / "r.csv"), items_path=str(tmp_path / "i.csv"), **kw)
+
+
+def _write_csv(tmp_path, rows, header="user_id,item_id,rating,timestamp", bom=""):
+    (tmp_path / "r.csv").write_text(bom + "\n".join([header, *rows]) + "\n", encoding="utf-8")
+    (tmp_path / "i.csv").write_text("item_id,title\n1,A\n2,B\n3,C\n", encoding="utf-8")
+
+
+def test_default_fields_are_auto_detected(tmp_path):
+    assert (DataConfig().rating_field, DataConfig().timestamp_field) == ("", "")
+    _write_csv(tmp_path, ["u,1,4,30", "u,2,2,10"])
+    ds = load_dataset(_csv_cfg(tmp_path))
+    assert ds.interactions["rating"].tolist() == [4.0, 2.0]
+    assert ds.interactions["timestamp"].tolist() == [30.0, 10.0]
+    _write_csv(tmp_path, ["u,1,30", "u,2,10"], header="user_id,item_id,time")
+    ds = load_dataset(_csv_cfg(tmp_path))  # no `rating` / `timestamp`: implicit feedback, file order
+    assert ds.interactions["rating"].tolist() == [1.0, 1.0]
+    assert ds.interactions["timestamp"].tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("setting", ["rating_field", "timestamp_field"])
+def test_configured_field_missing_is_an_error(tmp_path, setting):
+    _write_csv(tmp_path, ["u,1,4,30"])
+    with pytest.raises(DataError, match=rf"r.csv: data.{setting} = 'time' is not a column; "
+                                        r"columns are \['user_id', 'item_id', 'rating', 'timestamp'\]"):
+        load_dataset(_csv_cfg(tmp_path, **{setting: "time"}))
+    folder = write_recbole(tmp_path / "rb", "t", ["u1\t1\t5\t1"], ITEMS)
+    with pytest.raises(DataError, match=rf"t.inter: data.{setting} = 'time' is not a column"):
+        load_recbole(folder, "t", DataConfig(**{setting: "time"}))
+
+
+@pytest.mark.parametrize("row, message", [
+    ("u1\t2\tnan\t2", r"t.inter:3: column 'rating': expected a finite number, got 'nan'"),
+    ("u1\t2\t5\tinf", r"t.inter:3: column 'timestamp': expected a finite number, got 'inf'"),
+    ("u1\t2\t-Infinity\t2", r"t.inter:3: column 'rating': expected a finite number, got '-Infinity'"),
+])
+def test_non_finite_values_are_errors(tmp_path, row, message):
+    folder = write_recbole(tmp_path, "t", ["u1\t1\t5\t1", row], ITEMS)
+    with pytest.raises(DataError, match=message):
+        load_recbole(folder, "t", DataConfig())
+
+
+def test_jsonl_non_finite_timestamp(tmp_path):
+    (tmp_path / "r.jsonl").write_text('{"user_id": "u", "item_id": "x", "timestamp": Infinity}\n')
+    (tmp_path / "i.jsonl").write_text('{"item_id": "x", "title": "X"}\n')
+    cfg = DataConfig(dataset="d", format="jsonl", path=str(tmp_path / "r.jsonl"), items_path=str(tmp_path / "i.jsonl"))
+    with pytest.raises(DataError, match=r"r.jsonl:1: column 'timestamp': expected a finite number, got inf"):
+        load_dataset(cfg)
+
+
+def test_utf8_bom_is_accepted(tmp_path):
+    _write_csv(tmp_path, ["u,1,4,30", "u,2,2,10"], bom="\ufeff")
+    ds = load_dataset(_csv_cfg(tmp_path))
+    assert ds.interactions["user_id"].tolist() == ["u", "u"]
+    assert ds.interactions["rating"].tolist() == [4.0, 2.0]
+    (tmp_path / "r.jsonl").write_text('\ufeff{"user_id": "u", "item_id": "1", "rating": 3}\n', encoding="utf-8")
+    (tmp_path / "i.jsonl").write_text('\ufeff{"item_id": "1", "title": "A"}\n', encoding="utf-8")
+    ds = load_dataset(DataConfig(dataset="d", format="jsonl", path=str(tmp_path / "r.jsonl"),
+                                 items_path=str(tmp_path / "i.jsonl")))
+    assert ds.interactions["rating"].tolist() == [3.0]
+    folder = write_recbole(tmp_path / "rb", "t", ["u1\t1\t5\t1"], ITEMS)
+    inter = folder / "t.inter"
+    inter.write_text("\ufeff" + inter.read_text(), encoding="utf-8")
+    assert load_recbole(folder, "t", DataConfig()).interactions["rating"].tolist() == [5.0]
+
+
+@pytest.mark.parametrize("lines, message", [
+    (['{"user_id": 1, "item_id": "x", "rating": 4}', '{"user_id": 1, "rating": 4}'], r"r.jsonl:2: missing 'item_id'"),
+    (['{"user_id": 1, "item_id": "x", "rating": 4}', '{"item_id": "y", "rating": 4}'], r"r.jsonl:2: missing 'user_id'"),
+    (['{"user_id": 1, "item_id": "x", "rating": 4}', '{"user_id": 1, "item_id": "y"}'], r"r.jsonl:2: missing 'rating'"),
+    (['{"user_id": 1, "item_id": "x", "rating": "five"}'], r"r.jsonl:1: column 'rating': expected a number, got 'five'"),
+    (['{"user_id": 1, "item_id": "x", "rating": true}'], r"r.jsonl:1: column 'rating': expected a number, got True"),
+])
+def test_jsonl_bad_lines_name_file_and_line(tmp_path, lines, message):
+    (tmp_path / "r.jsonl").write_text("\n".join(lines) + "\n")
+    (tmp_path / "i.jsonl").write_text('{"item_id": "x", "title": "X"}\n{"item_id": "y", "title": "Y"}\n')
+    cfg = DataConfig(dataset="d", format="jsonl", path=str(tmp_path / "r.jsonl"), items_path=str(tmp_path / "i.jsonl"))
+    with pytest.raises(DataError, match=message):
+        load_dataset(cfg)
+
+
+def test_exact_duplicate_rows_are_dropped_and_counted(tmp_path):
+    # Three exact copies of earlier rows; the same (user, item) at another time is not an exact copy.
+    _write_csv(tmp_path, ["u,1,4,10", "u,1,4,10", "u,2,3,11", "v,1,5,12", "u,1,4,10", "u,2,3,11",
+                          "u,1,4,13"])
+    messages: list[str] = []
+    ds = load_dataset(_csv_cfg(tmp_path), log=messages.append)
+    assert messages == [f"warning: dropped 3 exact duplicate interaction rows ({tmp_path / 'r.csv'})"]
+    assert ds.interactions[["user_id", "item_id", "timestamp"]].values.tolist() == [
+        ["u", "1", 10.0], ["u", "2", 11.0], ["v", "1", 12.0], ["u", "1", 13.0]]
+    assert ds.interactions["row"].tolist() == [0, 2, 3, 6]  # original file positions
+    assert ds.stats()["duplicate_rows_dropped"] == 3
+    assert ds.filter(min_rating=1).stats()["duplicate_rows_dropped"] == 3
+    _write_csv(tmp_path, ["u,1,4,10", "u,2,3,11"])
+    messages.clear()
+    assert load_dataset(_csv_cfg(tmp_path), log=messages.append).stats()["duplicate_rows_dropped"] == 0
+    assert messages == []

@@ -1,6 +1,13 @@
-from llmrec.config import DataConfig
+import hashlib
+import json
+import random
+
+import pytest
+
+from llmrec.config import DataConfig, SplitConfig
 from llmrec.data.loaders import load_recbole
-from llmrec.data.split import Split, leave_one_out
+from llmrec.data.split import Split, leave_one_out, tie_hash
+from llmrec.errors import ConfigError
 from tests.conftest import write_recbole
 
 ITEMS = [f"{i}\tMovie {i}\t1990\tDrama" for i in range(1, 10)]
@@ -8,7 +15,8 @@ ITEMS = [f"{i}\tMovie {i}\t1990\tDrama" for i in range(1, 10)]
 
 def test_invariants_on_ml100k(ml100k, ml100k_split):
     split = ml100k_split
-    assert len(split) == 943 and split.skipped_users == 0
+    assert len(split) == 943 and split.skipped_users == 0 and split.repeats_dropped == 0
+    assert split.tie_break == "hash"
     total = 0
     for s in split:
         assert s.test not in s.history("test")  # ML-100K has no repeated (user, item) pairs
@@ -19,15 +27,86 @@ def test_invariants_on_ml100k(ml100k, ml100k_split):
     assert total == ml100k.n_interactions  # every interaction is in exactly one part
 
 
-def test_tie_break_is_file_order_not_item_id(tmp_path):
-    # Items 9, 2, 5 are rated in the same second; file order must decide, not the item id.
-    rows = ["u1\t9\t5\t100", "u1\t2\t4\t100", "u1\t1\t3\t50", "u1\t5\t3\t100", "u2\t1\t3\t1", "u2\t2\t3\t2"]
-    ds = load_recbole(write_recbole(tmp_path, "t", rows, ITEMS), "t", DataConfig())
-    split = leave_one_out(ds)
+TIED = ["u1\t9\t5\t100", "u1\t2\t4\t100", "u1\t1\t3\t50", "u1\t5\t3\t100", "u2\t1\t3\t1", "u2\t2\t3\t2"]
+
+
+def blake(seed, user, item):
+    return int.from_bytes(hashlib.blake2b(f"{seed}\x1f{user}\x1f{item}".encode(), digest_size=8).digest(), "big")
+
+
+def test_tie_break_file_keeps_file_order(tmp_path):
+    # Items 9, 2, 5 are rated in the same second; with "file", file order decides, not the item id.
+    ds = load_recbole(write_recbole(tmp_path, "t", TIED, ITEMS), "t", DataConfig())
+    split = leave_one_out(ds, tie_break="file")
     assert split["u1"].items == ("1", "9", "2", "5")
     assert (split["u1"].valid, split["u1"].test) == ("2", "5")
     assert split.skipped_users == 1  # u2 has only two interactions
-    assert leave_one_out(ds).users == split.users  # stable
+    assert (split.tie_break, split.seed) == ("file", 0)
+    assert leave_one_out(ds, tie_break="file").users == split.users  # stable
+
+
+def test_tie_break_hash_orders_ties_by_seeded_hash(tmp_path):
+    ds = load_recbole(write_recbole(tmp_path, "t", TIED, ITEMS), "t", DataConfig())
+    expected = sorted(["9", "2", "5"], key=lambda i: blake(0, "u1", i))
+    assert expected == ["5", "9", "2"]  # neither item-id order nor file order
+    split = leave_one_out(ds)  # "hash" is the default
+    assert split["u1"].items == ("1", *expected)
+    assert tie_hash(0, "u1", "9") == blake(0, "u1", "9") == 16810357704318648004  # platform-stable
+    assert (split.tie_break, split.seed) == ("hash", 0)
+    assert leave_one_out(ds).users == split.users  # deterministic
+    with pytest.raises(ConfigError, match=r"split.tie_break: expected hash or file; got 'id'"):
+        leave_one_out(ds, tie_break="id")
+    with pytest.raises(ConfigError, match=r"split.tie_break: expected hash or file; got 'random'"):
+        SplitConfig(tie_break="random")
+    assert (SplitConfig().tie_break, SplitConfig().seed) == ("hash", 0)
+
+
+def _sorted_dump(tmp_path, n_users=200, k=3):
+    """Each user: 4 items at distinct times, then k items in one second; rows sorted by user, item id."""
+    rng = random.Random(1)
+    rows, tied = [], {}
+    for u in range(n_users):
+        items = rng.sample(range(1, 61), 4 + k)
+        times = dict(zip(items, [1, 2, 3, 4] + [10] * k))
+        tied[str(u)] = [str(i) for i in items[4:]]
+        rows += [f"{u}\t{i}\t4\t{times[i]}" for i in sorted(items)]
+    items = [f"{i}\tMovie {i}\t1990\tDrama" for i in range(1, 61)]
+    return load_recbole(write_recbole(tmp_path, "t", rows, items), "t", DataConfig()), tied
+
+
+def test_hash_tie_break_removes_item_id_leak(tmp_path):
+    ds, tied = _sorted_dump(tmp_path)
+    by_file, by_hash = leave_one_out(ds, tie_break="file"), leave_one_out(ds, tie_break="hash")
+    highest = {u: max(g, key=int) for u, g in tied.items()}
+    assert all(by_file[u].test == highest[u] for u in tied)  # the leak: always the highest tied id
+    share = sum(by_hash[u].test == highest[u] for u in tied) / len(tied)
+    assert 0.2 < share < 0.6  # about 1/3 with k = 3
+    assert all(by_hash[u].test in tied[u] and by_hash[u].valid in tied[u] for u in tied)
+
+
+def test_seed_changes_tied_order(tmp_path):
+    ds, tied = _sorted_dump(tmp_path)
+    s0, s1 = leave_one_out(ds, seed=0), leave_one_out(ds, seed=1)
+    changed = sum(s0[u].items != s1[u].items for u in tied)
+    assert 100 < changed < 200  # 5 of 6 orders of 3 tied items differ
+    assert s1.seed == 1 and leave_one_out(ds, seed=1).users == s1.users
+    assert all(s0[u].items[:4] == s1[u].items[:4] for u in tied)  # untied interactions keep their order
+
+
+def test_repeated_item_is_never_both_target_and_history(tmp_path):
+    rows = ["u1\t3\t2\t1", "u1\t1\t4\t2", "u1\t2\t4\t3", "u1\t3\t5\t4",  # test item seen before
+            "u2\t4\t3\t1", "u2\t5\t3\t2", "u2\t4\t4\t3", "u2\t6\t3\t4",  # valid item seen before
+            "u3\t1\t3\t1", "u3\t1\t3\t2", "u3\t2\t3\t3"]  # two distinct items: skipped
+    ds = load_recbole(write_recbole(tmp_path, "t", rows, ITEMS), "t", DataConfig())
+    split = leave_one_out(ds)
+    assert split["u1"].items == ("1", "2", "3") and split["u1"].ratings == (4.0, 4.0, 5.0)
+    assert split["u2"].items == ("5", "4", "6") and split["u2"].timestamps == (2.0, 3.0, 4.0)
+    for s in split:
+        assert s.test not in s.history("test") and s.valid not in s.train
+    assert split.repeats_dropped == 3 and split.skipped_users == 1 and len(split) == 2
+    split.save(tmp_path / "split.jsonl")
+    loaded = Split.load(tmp_path / "split.jsonl")
+    assert (loaded.repeats_dropped, loaded.tie_break, loaded.seed) == (3, "hash", 0)
 
 
 def test_history_truncation_and_events(ml100k, ml100k_split):
@@ -43,3 +122,17 @@ def test_save_load_round_trip(tmp_path, ml100k_split):
     ml100k_split.save(tmp_path / "split.jsonl")
     loaded = Split.load(tmp_path / "split.jsonl")
     assert loaded.users == ml100k_split.users and loaded.dataset_hash == ml100k_split.dataset_hash
+
+
+def test_split_meta_round_trip_and_old_files(tmp_path, ml100k):
+    split = leave_one_out(ml100k, tie_break="hash", seed=7)
+    split.save(tmp_path / "split.jsonl")
+    loaded = Split.load(tmp_path / "split.jsonl")
+    assert (loaded.tie_break, loaded.seed, loaded.repeats_dropped) == ("hash", 7, 0)
+    assert loaded.users == split.users
+    old = tmp_path / "old.jsonl"  # written before tie_break/seed/repeats_dropped were recorded
+    old.write_text(json.dumps({"meta": {"method": "leave-one-out", "dataset_hash": "abc", "skipped_users": 2}})
+                   + "\n" + json.dumps({"user_id": "u", "items": ["1", "2", "3"], "ratings": [1, 1, 1],
+                                         "timestamps": [1, 2, 3]}) + "\n")
+    loaded = Split.load(old)
+    assert (loaded.tie_break, loaded.seed, loaded.repeats_dropped, loaded.skipped_users) == ("file", 0, 0, 2)
