@@ -71,9 +71,8 @@ def main() -> None:
     # Bound: the same unique tokens (prompt + every candidate's tokens) as one plain causal sequence.
     seqs = []
     for q in queries:
-        (prompt,), _ = ranker.build_prompts(q)
-        conts = [ranker.builder.continuation(prompt, ranker._target(c)) for c in q.candidates]
-        seqs.append(prompt.ids + [t for c in conts for t in c])
+        (s,), _ = ranker.scorables(q)
+        seqs.append(s.prompt.ids + [t for c in s.answers for t in c])
 
     def bound():
         with torch.inference_mode():

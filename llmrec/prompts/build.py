@@ -93,12 +93,13 @@ class PromptBuilder:
         k, text, ids = best
         return BuiltPrompt(text, ids, len(events) - k)
 
-    def continuation(self, prompt: BuiltPrompt, answer: str) -> list[int]:
+    def answer_ids(self, prompt: BuiltPrompt, answer: str) -> list[int]:
         """Token ids of `answer` after the prompt, as the joint tokenisation splits them.
 
-        A space is put before the answer unless the prompt ends in whitespace (or an opening
-        bracket), as a writer would; the ids are read off the tokenisation of prompt + answer so
-        merges across the boundary match what the model saw in training.
+        The one boundary rule for every style: a space is put before the answer unless the prompt
+        ends in whitespace or an opening bracket, as a writer would; the ids are read off the
+        tokenisation of prompt + answer, so merges across the boundary match what the model sees
+        when the text is written out (" A" after "Answer:", "A" after "Answer: (").
         """
         text = answer if prompt.text.endswith((" ", "\n", "\t", "(")) else " " + answer
         whole = self.encode(prompt.text + text)

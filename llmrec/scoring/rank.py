@@ -1,6 +1,6 @@
 """The LLM ranker: template + tokenizer + backend -> one score per candidate.
 
-Styles (DESIGN.md): `title` scores each candidate's text after one shared prompt, `letters` reads
+Styles: `title` scores each candidate's text after one shared prompt, `letters` reads
 all candidate letters from one forward pass, `yesno` reads log P(Yes) - log P(No) from one prompt
 per candidate. Candidate order in list prompts is shuffled per user with the run seed, so the
 retriever's order cannot leak into a position bias.
@@ -14,18 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from llmrec.backends import Backend, ScoreRequest
-from llmrec.data.dataset import Dataset, Interaction
-from llmrec.prompts.build import BuiltPrompt, PromptBuilder, item_vars
+from llmrec.data.dataset import Dataset
+from llmrec.data.queries import UserQuery
+from llmrec.prompts.build import BuiltPrompt
 from llmrec.prompts.render import Template
-from llmrec.prompts.verbalize import answer_token, letters
+from llmrec.prompts.style import PromptStyle, Scorable, prompt_budget
 from llmrec.scoring.likelihood import check_mode, reduce
 
-
-@dataclass(frozen=True)
-class UserQuery:
-    user_id: str
-    history: list[Interaction]
-    candidates: list[str]
+__all__ = ["LLMRanker", "Scored", "UserQuery"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +34,8 @@ class Scored:
 
 
 class LLMRanker:
+    """Scores users' candidates with one template; prompts come from the shared `PromptStyle`."""
+
     def __init__(self, template: Template, backend: Backend | None, tokenizer, dataset: Dataset, scoring: str = "sum",
                  max_prompt_tokens: int = 0, seed: int = 0, max_length: int | None = None) -> None:
         self.template = template
@@ -47,46 +45,25 @@ class LLMRanker:
         self.scoring = check_mode(scoring)
         self.seed = seed
         context = backend.max_length if backend is not None else int(max_length or 2048)
-        budget = min(max_prompt_tokens or context, context)
-        self.builder = PromptBuilder(template, tokenizer, budget, dataset.item_noun)
+        self.prompts = PromptStyle(template, tokenizer, dataset, prompt_budget(max_prompt_tokens, context))
         self._null_prompt: BuiltPrompt | None = None
         self._null: dict[str, float] = {}  # item id -> log P(text | content-free prompt)
-        self._answer_cache: dict[tuple[str, str], int] = {}
-
-    # -- shared ---------------------------------------------------------------------------
-    def _user_vars(self, user_id: str) -> dict:
-        return {"user": {"id": user_id, **self.dataset.users.get(user_id, {})}}
-
-    def _answer(self, prompt_text: str, answer: str) -> int:
-        key = (prompt_text[-16:], answer)  # the token only depends on how the prompt ends
-        if key not in self._answer_cache:
-            self._answer_cache[key] = answer_token(self.tokenizer, prompt_text, answer,
-                                                   self.builder.add_special_tokens, str(self.template.path))
-        return self._answer_cache[key]
 
     def shuffled(self, q: UserQuery) -> list[int]:
         """Deterministic per (seed, user) order of candidates in a list prompt."""
         rng = np.random.default_rng([self.seed, zlib.crc32(q.user_id.encode())])
         return list(rng.permutation(len(q.candidates)))
 
-    def build_prompts(self, q: UserQuery) -> tuple[list[BuiltPrompt], list[int]]:
-        """The prompt(s) of one user: one for title/letters, one per candidate for yes/no.
+    def scorables(self, q: UserQuery) -> tuple[list[Scorable], list[int]]:
+        """The scored sequences of one user and the candidate order shown in a list prompt
+        (letters: position j shows candidate order[j]; identity for the other styles)."""
+        order = self.shuffled(q) if self.template.style == "letters" else list(range(len(q.candidates)))
+        return self.prompts.build(q.user_id, q.history, [q.candidates[k] for k in order]), order
 
-        Also returns the candidate order used in a list prompt (identity for other styles).
-        """
-        style, uvars = self.template.style, self._user_vars(q.user_id)
-        if style == "title":
-            targets = [self._target(c) for c in q.candidates]
-            reserve = max(len(self.tokenizer(t, add_special_tokens=False).input_ids) for t in targets) + 2
-            return [self.builder.build(q.history, reserve=reserve, user_id=q.user_id, **uvars)], list(range(len(q.candidates)))
-        if style == "letters":
-            order = self.shuffled(q)
-            labels = letters(len(q.candidates))
-            cands = [dict(item_vars(self.dataset.items[q.candidates[k]]), letter=labels[j]) for j, k in enumerate(order)]
-            return [self.builder.build(q.history, reserve=1, user_id=q.user_id, candidates=cands, **uvars)], order
-        prompts = [self.builder.build(q.history, reserve=1, user_id=q.user_id,
-                                      candidate=item_vars(self.dataset.items[c]), **uvars) for c in q.candidates]
-        return prompts, list(range(len(q.candidates)))
+    def build_prompts(self, q: UserQuery) -> tuple[list[BuiltPrompt], list[int]]:
+        """The prompt(s) of one user: one for title/letters, one per candidate for yes/no."""
+        built, order = self.scorables(q)
+        return [s.prompt for s in built], order
 
     def score(self, queries: list[UserQuery]) -> list[Scored]:
         """Score several users in one backend call (the backend batches across them)."""
@@ -98,16 +75,12 @@ class LLMRanker:
         return self._yesno(queries)
 
     # -- title ----------------------------------------------------------------------------
-    def _target(self, item_id: str) -> str:
-        return self.template.render_target(item_vars(self.dataset.items[item_id]))
-
     def _title(self, queries: list[UserQuery]) -> list[Scored]:
         requests, built = [], []
         for q in queries:
-            (prompt,), _ = self.build_prompts(q)
-            conts = [self.builder.continuation(prompt, self._target(c)) for c in q.candidates]
-            requests.append(ScoreRequest(prompt.ids, conts))
-            built.append(prompt)
+            (s,), _ = self.scorables(q)
+            requests.append(ScoreRequest(s.prompt.ids, s.answers))
+            built.append(s.prompt)
         token_lps = self.backend.continuation_logprobs(requests)
         if self.scoring == "calibrated":
             self._fill_null({c for q in queries for c in q.candidates})
@@ -120,11 +93,11 @@ class LLMRanker:
     def _fill_null(self, items: set[str]) -> None:
         """Log P(item text | content-free prompt), computed once per item for the whole run."""
         if self._null_prompt is None:
-            self._null_prompt = self.builder.build([], user_id="<content-free>", user={"id": ""})
+            self._null_prompt = self.prompts.null_prompt()
         missing = sorted(i for i in items if i not in self._null)
         if not missing:
             return
-        conts = [self.builder.continuation(self._null_prompt, self._target(i)) for i in missing]
+        conts = [self.prompts.builder.answer_ids(self._null_prompt, self.prompts.target_text(i)) for i in missing]
         (lps,) = self.backend.continuation_logprobs([ScoreRequest(self._null_prompt.ids, conts)])
         for i, lp in zip(missing, lps):
             self._null[i] = float(lp.sum())
@@ -133,12 +106,11 @@ class LLMRanker:
     def _letters(self, queries: list[UserQuery]) -> list[Scored]:
         prompts, tokens, orders, built = [], [], [], []
         for q in queries:
-            (prompt,), order = self.build_prompts(q)
-            labels = letters(len(q.candidates))
-            prompts.append(prompt.ids)
-            tokens.append([self._answer(prompt.text, label) for label in labels])
+            (s,), order = self.scorables(q)
+            prompts.append(s.prompt.ids)
+            tokens.append([a[0] for a in s.answers])
             orders.append(order)
-            built.append(prompt)
+            built.append(s.prompt)
         lps = self.backend.next_token_logprobs(prompts, tokens)
         out = []
         for q, order, lp, prompt in zip(queries, orders, lps, built):
@@ -158,16 +130,15 @@ class LLMRanker:
             return self._yesno_prompts(queries)
         requests, meta = [], []
         for q in queries:
-            built, _ = self.build_prompts(q)
-            ids = [p.ids for p in built]
+            built, _ = self.scorables(q)
+            ids = [s.prompt.ids for s in built]
             shared = _common_prefix(ids)
             conts = []
-            for prompt in built:
-                yes, no = self._answer(prompt.text, "Yes"), self._answer(prompt.text, "No")
-                suffix = prompt.ids[shared:]
-                conts += [suffix + [yes], suffix + [no]]
+            for s in built:
+                suffix = s.prompt.ids[shared:]
+                conts += [suffix + answer for answer in s.answers]  # [..., Yes], [..., No]
             requests.append(ScoreRequest(ids[0][:shared], conts))
-            meta.append((max(p.dropped for p in built), max(len(p.ids) for p in built)))
+            meta.append((max(s.prompt.dropped for s in built), max(len(s.prompt.ids) for s in built)))
         out = []
         for q, (dropped, longest), lps in zip(queries, meta, self.backend.continuation_logprobs(requests)):
             scores = np.array([lps[2 * k][-1] - lps[2 * k + 1][-1] for k in range(len(q.candidates))])
@@ -177,11 +148,11 @@ class LLMRanker:
     def _yesno_prompts(self, queries: list[UserQuery]) -> list[Scored]:
         prompts, tokens, meta = [], [], []
         for q in queries:
-            built, _ = self.build_prompts(q)
-            for prompt in built:
-                prompts.append(prompt.ids)
-                tokens.append([self._answer(prompt.text, "Yes"), self._answer(prompt.text, "No")])
-            meta.append((len(built), max(p.dropped for p in built), max(len(p.ids) for p in built)))
+            built, _ = self.scorables(q)
+            for s in built:
+                prompts.append(s.prompt.ids)
+                tokens.append([a[0] for a in s.answers])
+            meta.append((len(built), max(s.prompt.dropped for s in built), max(len(s.prompt.ids) for s in built)))
         lps = iter(self.backend.next_token_logprobs(prompts, tokens))
         out = []
         for q, (n, dropped, longest) in zip(queries, meta):

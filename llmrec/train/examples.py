@@ -19,9 +19,8 @@ import numpy as np
 
 from llmrec.data.dataset import Dataset, Interaction
 from llmrec.data.split import Split, UserSequence
-from llmrec.prompts.build import PromptBuilder, item_vars
 from llmrec.prompts.render import Template
-from llmrec.prompts.verbalize import answer_token, letters
+from llmrec.prompts.style import PromptStyle
 
 IGNORE = -100
 
@@ -32,6 +31,7 @@ class Example:
     input_ids: list[int]
     labels: list[int]
     item_ids: tuple[str, ...]  # every item the example shows (history, candidates, target), for audits
+    shown: tuple[str, ...] = ()  # the scored items in prompt order (title: target; letters: list; yesno: item)
 
 
 def _negatives(rng: np.random.Generator, universe: np.ndarray, seen: set[str], k: int) -> list[str]:
@@ -45,6 +45,7 @@ def _negatives(rng: np.random.Generator, universe: np.ndarray, seen: set[str], k
 
 
 def _events(ds: Dataset, seq: UserSequence, end: int, history_len: int) -> list[Interaction]:
+    """The `history_len` interactions before index `end`, as ranking's `UserSequence.events` gives them."""
     start = max(0, end - history_len)
     return [Interaction(ds.items[seq.items[k]], seq.ratings[k], seq.timestamps[k]) for k in range(start, end)]
 
@@ -52,46 +53,40 @@ def _events(ds: Dataset, seq: UserSequence, end: int, history_len: int) -> list[
 def build_examples(template: Template, tokenizer, ds: Dataset, split: Split, *, history_len: int, n: int,
                    prefixes_per_user: int = 1, max_users: int = 0, max_tokens: int = 2048,
                    seed: int = 0) -> list[Example]:
-    """Examples for every user (or the first `max_users`), deterministic for a seed."""
-    builder = PromptBuilder(template, tokenizer, max_tokens, ds.item_noun)
+    """Examples for every user (or the first `max_users`), deterministic for a seed.
+
+    Prompts and answers come from `PromptStyle.build`, the very call the ranker makes, so
+    `max_tokens` should be the budget ranking uses (`prompt_budget` of the model's context).
+    """
+    style = PromptStyle(template, tokenizer, ds, max_tokens)
     universe = np.array(sorted({i for s in split for i in s.items}))
     out: list[Example] = []
     users = list(split)[: max_users or None]
     for seq in users:
         rng = np.random.default_rng([seed, zlib.crc32(seq.user_id.encode())])
         seen = set(seq.items)
-        uvars = {"user": {"id": seq.user_id, **ds.users.get(seq.user_id, {})}}
         n_train = len(seq.train)
         for back in range(min(prefixes_per_user, n_train - 1)):
             t = n_train - 1 - back  # target index inside the training part; history = items[:t]
             target = seq.items[t]
             history = _events(ds, seq, t, history_len)
             shown_history = tuple(seq.items[max(0, t - history_len):t])
-
             if template.style == "title":
-                text = template.render_target(item_vars(ds.items[target]))
-                reserve = len(tokenizer(text, add_special_tokens=False).input_ids) + 2
-                prompt = builder.build(history, reserve=reserve, user_id=seq.user_id, **uvars)
-                answers = [(prompt, builder.continuation(prompt, text), (target,))]
+                (s,) = style.build(seq.user_id, history, [target])
+                answers = [(s.prompt, s.answers[0], (target,), (target,))]
             elif template.style == "letters":
                 cands = _negatives(rng, universe, seen, n - 1) + [target]
-                order = rng.permutation(len(cands))
-                labels_ = letters(len(cands))
-                shown = [dict(item_vars(ds.items[cands[k]]), letter=labels_[j]) for j, k in enumerate(order)]
-                prompt = builder.build(history, reserve=1, user_id=seq.user_id, candidates=shown, **uvars)
-                letter = labels_[int(np.flatnonzero(order == len(cands) - 1)[0])]
-                tok = answer_token(tokenizer, prompt.text, letter, builder.add_special_tokens, str(template.path))
-                answers = [(prompt, [tok], tuple(cands))]
-            else:
-                answers = []
-                for item, word in ((target, "Yes"), (_negatives(rng, universe, seen, 1)[0], "No")):
-                    prompt = builder.build(history, reserve=1, user_id=seq.user_id,
-                                           candidate=item_vars(ds.items[item]), **uvars)
-                    tok = answer_token(tokenizer, prompt.text, word, builder.add_special_tokens, str(template.path))
-                    answers.append((prompt, [tok], (item,)))
-            for prompt, answer, items in answers:
+                shown = [cands[k] for k in rng.permutation(len(cands))]
+                (s,) = style.build(seq.user_id, history, shown)
+                answers = [(s.prompt, s.answers[shown.index(target)], tuple(cands), tuple(shown))]
+            else:  # yes/no: the target answers Yes, one sampled unseen item answers No
+                negative = _negatives(rng, universe, seen, 1)[0]
+                pos, neg = style.build(seq.user_id, history, [target, negative])
+                answers = [(pos.prompt, pos.answers[0], (target,), (target,)),
+                           (neg.prompt, neg.answers[1], (negative,), (negative,))]
+            for prompt, answer, items, scored in answers:
                 out.append(Example(seq.user_id, prompt.ids + answer, [IGNORE] * len(prompt.ids) + answer,
-                                   shown_history[prompt.dropped:] + items))
+                                   shown_history[prompt.dropped:] + items, scored))
     return out
 
 

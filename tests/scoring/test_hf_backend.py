@@ -59,11 +59,11 @@ def test_continuation_tokenisation_edges(tokenizer):
     plain = PromptBuilder(load_template("title/next_item_v1"), tokenizer, 8192, "movie")
     prompt = BuiltPrompt("The next movie is:", plain.encode("The next movie is:"), 0)
     # A leading space is added after ':' and the ids are those of the joint tokenisation.
-    assert plain.continuation(prompt, "Toy Story") == tokenizer(" Toy Story", add_special_tokens=False).input_ids
-    assert tokenizer.decode(plain.continuation(prompt, "Misérables, Les")) == " Misérables, Les"
+    assert plain.answer_ids(prompt, "Toy Story") == tokenizer(" Toy Story", add_special_tokens=False).input_ids
+    assert tokenizer.decode(plain.answer_ids(prompt, "Misérables, Les")) == " Misérables, Les"
     chat = PromptBuilder(load_template("title/next_item_chat_v1"), tokenizer, 8192, "movie")
     text = chat.text(history=[{"title": "Heat"}], user={})
     assert text.endswith("<|im_start|>assistant\n")
     cp = BuiltPrompt(text, chat.encode(text), 0)
     assert cp.ids[0] == tokenizer.convert_tokens_to_ids("<|im_start|>")  # no BOS added to chat text
-    assert chat.continuation(cp, "Toy Story") == tokenizer("Toy Story", add_special_tokens=False).input_ids
+    assert chat.answer_ids(cp, "Toy Story") == tokenizer("Toy Story", add_special_tokens=False).input_ids

@@ -1,0 +1,96 @@
+"""One prompt path for ranking and training: what a template's style turns a user into.
+
+Ranking (`llmrec.scoring.rank`) and training (`llmrec.train.examples`) both call `PromptStyle.build`,
+so an adapter is always trained on exactly the token sequences that ranking later scores (the same
+user variables, letter labels, budget reserve and answer-token boundary). Per style:
+- title: one prompt; each candidate's answer is the token ids of its target text (P5/BIGRec);
+- letters: one prompt listing the candidates in the given order as (A), (B), ...; the answers are
+  the letter tokens (LlamaRec);
+- yesno: one prompt per candidate; its answers are the " Yes" and " No" tokens (TALLRec).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from llmrec.data.dataset import Dataset, Interaction
+from llmrec.errors import TemplateError
+from llmrec.prompts.build import BuiltPrompt, PromptBuilder, item_vars
+from llmrec.prompts.render import Template
+from llmrec.prompts.verbalize import letters
+
+
+def prompt_budget(max_prompt_tokens: int, context: int) -> int:
+    """Prompt tokens allowed: `rank.max_prompt_tokens` (0: no own limit), never past the context."""
+    return min(max_prompt_tokens or context, context)
+
+
+@dataclass(frozen=True)
+class Scorable:
+    """A prompt and the token sequences scored after it, in a fixed order per style (see module doc)."""
+
+    prompt: BuiltPrompt
+    answers: list[list[int]]
+
+
+class PromptStyle:
+    """A template bound to a tokenizer, a budget and a dataset's items and user profiles."""
+
+    def __init__(self, template: Template, tokenizer, dataset: Dataset, max_tokens: int) -> None:
+        self.template = template
+        self.tokenizer = tokenizer
+        self.dataset = dataset
+        self.builder = PromptBuilder(template, tokenizer, max_tokens, dataset.item_noun)
+        self._single: dict[tuple[str, str], int] = {}
+
+    @property
+    def style(self) -> str:
+        return self.template.style
+
+    def user_vars(self, user_id: str) -> dict[str, Any]:
+        """`user` as templates see it: the id plus the dataset's profile fields."""
+        return {"user": {"id": user_id, **self.dataset.users.get(user_id, {})}}
+
+    def target_text(self, item_id: str) -> str:
+        """The scored text of an item (title style), from the template's `target` header."""
+        return self.template.render_target(item_vars(self.dataset.items[item_id]))
+
+    def answer_token(self, prompt: BuiltPrompt, answer: str) -> int:
+        """The single token the model emits for `answer` after `prompt` (letters, Yes/No)."""
+        key = (prompt.text[-16:], answer)  # the boundary only depends on how the prompt ends
+        if key not in self._single:
+            ids = self.builder.answer_ids(prompt, answer)
+            if len(ids) != 1:
+                raise TemplateError(f"{self.template.path}: answer {answer!r} is not a single token after the "
+                                    f"prompt (got {len(ids)} tokens); end the prompt so that it is, e.g. "
+                                    "with 'Answer: ('")
+            self._single[key] = ids[0]
+        return self._single[key]
+
+    def build(self, user_id: str, history: list[Interaction], items: list[str]) -> list[Scorable]:
+        """The scored sequences for one user: one Scorable (title, letters) or one per item (yesno).
+
+        `items` are shown in the order given: a caller that wants a shuffled list shuffles first.
+        """
+        uvars = self.user_vars(user_id)
+        if self.style == "title":
+            texts = [self.target_text(i) for i in items]
+            reserve = max(len(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts) + 2
+            prompt = self.builder.build(history, reserve=reserve, user_id=user_id, **uvars)
+            return [Scorable(prompt, [self.builder.answer_ids(prompt, t) for t in texts])]
+        if self.style == "letters":
+            labels = letters(len(items))
+            shown = [dict(item_vars(self.dataset.items[i]), letter=labels[j]) for j, i in enumerate(items)]
+            prompt = self.builder.build(history, reserve=1, user_id=user_id, candidates=shown, **uvars)
+            return [Scorable(prompt, [[self.answer_token(prompt, label)] for label in labels])]
+        out = []
+        for i in items:
+            prompt = self.builder.build(history, reserve=1, user_id=user_id,
+                                        candidate=item_vars(self.dataset.items[i]), **uvars)
+            out.append(Scorable(prompt, [[self.answer_token(prompt, "Yes")], [self.answer_token(prompt, "No")]]))
+        return out
+
+    def null_prompt(self) -> BuiltPrompt:
+        """The template with an empty history and no user: the content-free prompt of calibration."""
+        return self.builder.build([], user_id="<content-free>", user={"id": ""})

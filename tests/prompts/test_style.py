@@ -1,0 +1,39 @@
+"""One prompt path: a training example is token for token what the ranker scores for that user."""
+
+import pytest
+
+from llmrec.prompts.render import list_templates, load_template
+from llmrec.scoring.rank import LLMRanker, UserQuery
+from llmrec.train.examples import _events, build_examples
+
+pytestmark = pytest.mark.slow  # real tokenizer and ML-100K
+
+
+@pytest.mark.parametrize("name", list_templates())
+def test_training_examples_equal_ranking_prompts(name, ml100k, ml100k_split, tokenizer):
+    template = load_template(name)
+    examples = build_examples(template, tokenizer, ml100k, ml100k_split, history_len=5, n=20, max_users=6,
+                              prefixes_per_user=2, max_tokens=4096, seed=0)
+    ranker = LLMRanker(template, None, tokenizer, ml100k, seed=7, max_length=4096)
+    assert len(examples) >= 12
+    for e in examples:
+        seq = ml100k_split[e.user_id]
+        history = e.item_ids[:len(e.item_ids) - len(e.shown)]
+        end = next(t for t in range(len(seq.items)) if seq.items[max(0, t - 5):t] == history)
+        target = seq.items[end]  # the training item this example was built for
+        cands = list(e.shown)
+        if template.style == "letters":  # lay the query out so that the ranker's own shuffle shows e.shown
+            order = ranker.shuffled(UserQuery(e.user_id, [], cands))
+            for j, k in enumerate(order):
+                cands[k] = e.shown[j]
+        built, order = ranker.scorables(UserQuery(e.user_id, _events(ml100k, seq, end, 5), cands))
+        (s,) = built
+        if template.style == "title":
+            answer = s.answers[0]
+        elif template.style == "letters":
+            assert [cands[k] for k in order] == list(e.shown)
+            answer = s.answers[e.shown.index(target)]
+        else:
+            answer = s.answers[0] if e.shown == (target,) else s.answers[1]  # Yes for the target, No otherwise
+        assert e.input_ids == s.prompt.ids + answer, f"{name}: user {e.user_id}: training and ranking differ"
+        assert e.labels[len(s.prompt.ids):] == answer
