@@ -8,7 +8,8 @@ converted once into a plain transformers folder (safetensors) that transformers 
 
 A build writes its files into a temporary folder and renames it into place, then records every
 file's size and sha256 in `MANIFEST.json`; a later call re-hashes only files whose size or mtime
-changed, so a partial or tampered cache is detected and rebuilt.
+changed, so a partial or tampered cache is detected and rebuilt. `llmrec assets verify`
+(`verify(..., full=True)`) re-hashes every file, for an edit that kept a file's size and mtime.
 """
 
 from __future__ import annotations

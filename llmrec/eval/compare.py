@@ -97,6 +97,13 @@ def holm(pvalues: list[float]) -> list[float]:
 def compare(paths: list[str | Path], reference: str | None = None, n_boot: int = 2000, n_perm: int = 10000,
             seed: int = 0) -> dict[str, Any]:
     """Table of every run's metrics with intervals and tests against `reference` (a label or path)."""
+    seen: dict[Path, str | Path] = {}
+    for p in paths:  # a run against itself would be reported as a (perfectly null) comparison
+        key = Path(p).resolve()
+        if key in seen:
+            raise DataError(f"run directory {p} is given twice (as {seen[key]} and {p}, both {key}); "
+                            "compare needs distinct runs")
+        seen[key] = p
     loaded = [load(p) for p in paths]
     if len(loaded) < 2:
         raise DataError("compare needs at least two run directories")
@@ -158,8 +165,20 @@ def to_markdown(result: dict[str, Any]) -> str:
 
 
 def write_report(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """compare.md, compare.csv, compare.json and compare.png (NDCG@10 with intervals)."""
+    """compare.md, compare.csv, compare.json and compare.png (NDCG@10 with intervals).
+
+    An unwritable folder is a DataError naming it, so the CLI reports one line, not a traceback.
+    """
     out = Path(out_dir)
+    try:
+        return _write_report(result, out)
+    except OSError as e:
+        why = "it exists and is not a folder" if out.exists() and not out.is_dir() else (e.strerror or str(e))
+        where = f": {e.filename}" if e.filename and str(e.filename) != str(out) else ""
+        raise DataError(f"{out}: cannot write the comparison report ({why}{where})") from None
+
+
+def _write_report(result: dict[str, Any], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.md").write_text(to_markdown(result))
     (out / "compare.json").write_text(json.dumps(result, indent=1))

@@ -81,3 +81,37 @@ def test_adapter_runs_are_labelled_by_their_training_folder():
     assert run_label(meta, Path("x")) == "letters/candidates_v1 + lora--letters-candidates_v1"
     meta["settings"].update(adapter="/tmp/my-adapter", scoring="mean")
     assert run_label(meta, Path("x")) == "letters/candidates_v1 (mean) + my-adapter"
+
+
+def test_compare_refuses_the_same_run_twice(tmp_path, monkeypatch):
+    a = make_run(tmp_path / "a", [1.0, 2.0, 3.0])
+    b = make_run(tmp_path / "b", [2.0, 1.0, 3.0])
+    with pytest.raises(DataError, match=rf"run directory {a} is given twice \(as {a} and {a}, both {a}\)"):
+        compare([a, b, a])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=rf"run directory b/../a is given twice \(as a and b/../a, both {a}\)"):
+        compare(["a", "b/../a"])
+    (tmp_path / "link").symlink_to(a)
+    with pytest.raises(DataError, match=rf"run directory link is given twice \(as a and link, both {a}\)"):
+        compare(["a", "link"])
+    assert compare(["a", "b"], n_boot=10, n_perm=10)["users"] == 3
+
+
+def test_write_report_into_an_unwritable_place_names_it(tmp_path):
+    a = make_run(tmp_path / "a", [1.0, 2.0])
+    b = make_run(tmp_path / "b", [2.0, 1.0])
+    res = compare([a, b], n_boot=10, n_perm=10)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(DataError) as e:
+        write_report(res, blocker / "report")
+    assert str(e.value) == f"{blocker / 'report'}: cannot write the comparison report (Not a directory)"
+    with pytest.raises(DataError) as e:
+        write_report(res, blocker)
+    assert str(e.value) == f"{blocker}: cannot write the comparison report (it exists and is not a folder)"
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "compare.csv").mkdir()  # a folder where a report file goes
+    with pytest.raises(DataError) as e:
+        write_report(res, tmp_path / "rep")
+    assert str(e.value) == (f"{tmp_path / 'rep'}: cannot write the comparison report "
+                            f"(Is a directory: {tmp_path / 'rep' / 'compare.csv'})")
