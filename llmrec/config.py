@@ -343,7 +343,12 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None, cls: type[T] = Config) -> T:  # type: ignore[assignment]
-    """Load a TOML config (or the defaults when `path` is None) and apply overrides."""
+    """Load a TOML config and apply overrides.
+
+    Without `path` a full Config starts from the shipped default, `scripts/configs/ml100k.toml`
+    (package data `llmrec.configs`), so `llmrec prepare` and `llmrec prepare -c` on that file agree
+    even if the file and the dataclass defaults drift apart; a single section starts from its defaults.
+    """
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -353,6 +358,18 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, cls
             data = tomllib.loads(p.read_text())
         except tomllib.TOMLDecodeError as e:
             raise ConfigError(f"{p}: invalid TOML: {e}") from e
+    elif cls is Config:
+        import importlib.resources
+
+        try:
+            default = importlib.resources.files("llmrec.configs") / "ml100k.toml"
+        except ModuleNotFoundError:  # an editable install older than the package data: plain defaults
+            default = None
+        if default is not None:
+            try:
+                data = tomllib.loads(default.read_text(encoding="utf-8"))
+            except (OSError, tomllib.TOMLDecodeError) as e:
+                raise ConfigError(f"{default}: the packaged default config is unreadable: {e}") from e
     data = apply_overrides(data, overrides or [])
     return from_dict(cls, data)
 

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import pytest
 
@@ -104,12 +105,18 @@ def test_parse_errors_and_help_still_exit_like_argparse(capsys):
 
 def test_prompts_render_with_override_after_options(prepared, capsys):
     """The reported command line: an override after -t/--user used to be 'unrecognized arguments'."""
-    rc = main(["prompts", "render", "-t", "title/next_item_v1", "--user", "7", f"out_dir={prepared.out_dir}",
-               "data.item_noun=film"])
-    out, err = capsys.readouterr()
-    assert rc == 0, err
-    assert out.startswith("Here are the films a user watched, oldest first:\n")
-    assert "The next film this user will watch is:" in out and "movie" not in out
+    base = ["prompts", "render", "-t", "title/next_item_v1", "--user", "7", f"out_dir={prepared.out_dir}"]
+    assert main(base) == 0
+    full_out, full_err = capsys.readouterr()
+    assert full_err.endswith(" tokens; 0 oldest history items dropped by the budget\n")
+    budget = "rank.max_prompt_tokens=45"
+    for argv in (base + [budget], ["prompts", "render", budget, *base[2:]]):
+        assert main(argv) == 0
+        out, err = capsys.readouterr()
+        n_tokens, dropped = re.fullmatch(r"\n# (\d+) tokens; (\d+) oldest history items dropped by the budget\n",
+                                         err).groups()
+        assert int(n_tokens) <= 45 and int(dropped) > 0
+        assert out.startswith("Here are the movies a user watched, oldest first:\n") and len(out) < len(full_out)
 
 
 # --- one-line errors ----------------------------------------------------------------------------

@@ -16,12 +16,16 @@ Templates are untrusted input (a run may use a `.j2` file from anywhere), so bod
 `target` header run in Jinja's immutable sandbox: attribute access that could reach Python
 internals (`__class__`, `__globals__`, ...) or mutate data is refused, and `include`/`extends`
 only read files inside the template's own folder.
+
+The repository's `templates/` folder installs as the package data `llmrec.templates`, so shipped
+templates are found the same way in a checkout, an editable install and a wheel.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.resources
 import re
 import traceback
 from dataclasses import dataclass, field
@@ -35,7 +39,6 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from llmrec.errors import TemplateError
 
 STYLES = ("title", "letters", "yesno")
-TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
 _HEADER = re.compile(r"\A\s*\{#(.*?)#\}", re.DOTALL)
 _DEFAULT_TARGET = "{{ item.title }}"
 
@@ -74,6 +77,21 @@ def _env(search_dir: Path) -> ImmutableSandboxedEnvironment:
 def _expr_env() -> ImmutableSandboxedEnvironment:
     """The sandbox for header expressions such as `target` (no loader: they cannot include files)."""
     return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+
+
+def templates_dir() -> Path:
+    """The folder of the shipped templates: the package data `llmrec.templates`."""
+    try:
+        root = importlib.resources.files("llmrec.templates")
+    except ModuleNotFoundError:
+        # An editable install made before templates/ became package data: read the checkout.
+        root = Path(__file__).resolve().parents[2] / "templates"
+        if not root.is_dir():
+            raise TemplateError("the shipped templates are missing (no package llmrec.templates); "
+                                "reinstall llmrec") from None
+    if not isinstance(root, Path):
+        raise TemplateError(f"the shipped templates must be installed as files, not inside an archive ({root})")
+    return root
 
 
 def _error_line(exc: BaseException, filename: str) -> int | None:
@@ -179,7 +197,7 @@ def load_template(name_or_path: str) -> Template:
     if p.suffix == ".j2" or p.is_file():
         path, name = p, str(p)
     else:
-        path, name = TEMPLATES_DIR / f"{name_or_path}.j2", name_or_path
+        path, name = templates_dir() / f"{name_or_path}.j2", name_or_path
     if not path.is_file():
         raise TemplateError(f"template {name_or_path!r} not found (looked for {path}); "
                             f"shipped templates: {', '.join(list_templates())}")
@@ -201,4 +219,6 @@ def load_template(name_or_path: str) -> Template:
 
 
 def list_templates() -> list[str]:
-    return sorted(str(p.relative_to(TEMPLATES_DIR).with_suffix("")) for p in TEMPLATES_DIR.rglob("*.j2"))
+    """Names (`<style>/<stem>`) of the shipped templates."""
+    root = templates_dir()
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.j2"))
