@@ -51,7 +51,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides, Config)
     print("# resolved config\n" + dump_toml(cfg))
-    prepare.run(cfg)
+    prepare.run(cfg, force=args.force)
     return 0
 
 
@@ -129,12 +129,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from llmrec.eval import runs
-    from llmrec.recipes.rank import metrics_of_rows
 
     for run_dir in args.runs:
-        runs.load_run(Path(run_dir))
-        metrics = metrics_of_rows(runs.read_ranks(Path(run_dir)))
-        runs.write_json(Path(run_dir) / "metrics.json", metrics)
+        metrics = runs.evaluate(Path(run_dir))
         print(f"{run_dir}: {json.dumps(metrics)}")
     return 0
 
@@ -175,8 +172,11 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     p.set_defaults(func=cmd_assets)
 
     p = sub.add_parser("prepare", help="load data, split leave-one-out, write candidate sets and stats",
-                       description="Writes config.toml, stats.json, split.jsonl and candidates/*.jsonl "
-                                   "into out_dir.")
+                       description="Writes config.toml, prepared.json, stats.json, split.jsonl and "
+                                   "candidates/*.jsonl into out_dir. Later commands read the data settings "
+                                   "back from prepared.json.")
+    p.add_argument("--force", action="store_true",
+                   help="replace a folder prepared from other data (its runs no longer match)")
     _add_config_args(p)
     p.set_defaults(func=cmd_prepare)
 

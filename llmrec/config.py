@@ -20,6 +20,8 @@ T = TypeVar("T")
 
 CANDIDATE_KINDS = ("sampled", "pop", "full")  # "retrieved" files come from `llmrec baseline --retrieve`
 STAGES = ("test", "valid")
+BACKEND_NAMES = ("hf", "vllm")  # the registry in llmrec/backends (checked there too)
+SCORING_MODES = ("sum", "mean", "calibrated")  # title style, llmrec/scoring/likelihood.py
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,10 @@ class RankConfig:
     shard: int = -1  # set by the parent job: this process ranks users k with k % shards == shard
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKEND_NAMES:
+            raise ConfigError(f"rank.backend: expected one of {list(BACKEND_NAMES)}; got {self.backend!r}")
+        if self.scoring not in SCORING_MODES:
+            raise ConfigError(f"rank.scoring: expected one of {list(SCORING_MODES)}; got {self.scoring!r}")
         if self.on_unknown not in ("error", "skip"):
             raise ConfigError(f"rank.on_unknown: expected error or skip; got {self.on_unknown!r}")
         for key in ("users", "max_prompt_tokens", "top_k"):

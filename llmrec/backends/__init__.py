@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from llmrec.config import BACKEND_NAMES
 from llmrec.errors import ConfigError
 
 
@@ -40,6 +41,7 @@ class Backend(Protocol):
 
 
 BACKENDS = {"hf": "llmrec.backends.hf:HFBackend", "vllm": "llmrec.backends.vllm:VLLMBackend"}
+assert tuple(BACKENDS) == BACKEND_NAMES, "config.BACKEND_NAMES lists the registry's names"
 
 
 def make_backend(name: str, model: str, **options: Any) -> Backend:

@@ -81,7 +81,7 @@ class VLLMBackend:
     caches_prefixes = True  # prompts sharing a history are cheap here: callers need not pack them
 
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto", adapter: str = "",
-                 adapters: Sequence[str] = (), settings: VLLMConfig | None = None, **_: Any) -> None:
+                 adapters: Sequence[str] = (), settings: VLLMConfig | None = None) -> None:
         try:
             from vllm import LLM
         except ImportError as e:  # pragma: no cover - depends on the environment

@@ -7,6 +7,7 @@ saved candidate files the LLM runs score, and the full catalogue as well.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -14,6 +15,7 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 
+from llmrec.config import BaselineConfig
 from llmrec.data.split import Split, natural_key
 from llmrec.errors import ConfigError
 
@@ -77,13 +79,44 @@ REGISTRY = {
 }
 
 
-def make(name: str, **settings) -> Recommender:
+MODEL_SETTINGS = ("embedding_size", "epochs", "learning_rate", "weight_decay", "batch_size", "patience",
+                  "neighbours", "shrink", "seed")  # [baseline] keys that belong to one model or another
+
+
+def _class(name: str) -> type:
     import importlib
 
     if name not in REGISTRY:
         raise ConfigError(f"baseline.name: unknown baseline {name!r}; known: {sorted(REGISTRY)}")
     module, cls = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**settings)
+    return getattr(importlib.import_module(module), cls)
+
+
+def settings_of(name: str) -> list[str]:
+    """The `[baseline]` settings model `name` takes (its constructor's parameters)."""
+    return [p for p in inspect.signature(_class(name).__init__).parameters if p != "self"]
+
+
+def make(name: str, **settings) -> Recommender:
+    """Build a model by short name; a setting it does not take is an error, never ignored."""
+    accepted = settings_of(name)
+    for key in settings:
+        if key not in accepted:
+            raise ConfigError(f"baseline.{key} is not a setting of {name!r} (its settings: {accepted or 'none'})")
+    return _class(name)(**settings)
+
+
+def from_config(cfg: BaselineConfig) -> tuple[Recommender, dict]:
+    """The configured model and the settings it was built with. A model setting changed from its
+    default for a model that does not use it (`baseline.neighbours=50` with `name = "bpr"`) is an
+    error, as unknown config keys are: it would otherwise be silently ignored."""
+    accepted, default = [k for k in settings_of(cfg.name) if k in MODEL_SETTINGS], BaselineConfig()
+    for key in MODEL_SETTINGS:
+        if key not in accepted and getattr(cfg, key) != getattr(default, key):
+            raise ConfigError(f"baseline.{key} = {getattr(cfg, key)!r} is not a setting of {cfg.name!r} "
+                              f"(its settings: {accepted or 'none'}); remove it")
+    settings = {key: getattr(cfg, key) for key in accepted}
+    return make(cfg.name, **settings), settings
 
 
 def full_valid_ndcg10(model: Recommender, data: TrainData, batch: int = 512) -> float:

@@ -29,7 +29,7 @@ def cosine_topk(x: sp.csr_matrix, shrink: float, k: int) -> sp.csr_matrix:
 
 
 class _KNN:
-    def __init__(self, neighbours: int = 100, shrink: float = 10.0, **_: object) -> None:
+    def __init__(self, neighbours: int = 100, shrink: float = 10.0) -> None:
         if neighbours < 1 or shrink < 0:
             raise ConfigError(f"knn: neighbours must be >= 1 and shrink >= 0; got {neighbours}, {shrink}")
         self.neighbours, self.shrink = neighbours, shrink

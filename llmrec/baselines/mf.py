@@ -23,7 +23,7 @@ from llmrec.errors import ConfigError
 class _Torch:
     def __init__(self, embedding_size: int = 64, epochs: int = 100, learning_rate: float = 0.03,
                  weight_decay: float = 1e-5, batch_size: int = 16384, patience: int = 5, seed: int = 0,
-                 verbose: bool = False, **_: object) -> None:
+                 verbose: bool = False) -> None:
         if embedding_size < 1 or epochs < 1 or batch_size < 1 or learning_rate <= 0:
             raise ConfigError("mf/bpr: embedding_size, epochs, batch_size must be >= 1 and learning_rate > 0")
         self.embedding_size, self.epochs, self.learning_rate = embedding_size, epochs, learning_rate

@@ -10,7 +10,7 @@ from llmrec.baselines import TrainData
 class Popularity:
     name = "pop"
 
-    def __init__(self, **_: object) -> None:
+    def __init__(self) -> None:
         self.counts: np.ndarray | None = None
 
     def fit(self, data: TrainData) -> Popularity:

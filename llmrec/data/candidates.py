@@ -1,6 +1,6 @@
 """Candidate sets: the exact lists every method (LLM or classic) scores.
 
-Kinds (DESIGN.md): `sampled-N` (positive + N-1 unseen items drawn uniformly), `pop-N` (negatives
+Kinds: `sampled-N` (positive + N-1 unseen items drawn uniformly), `pop-N` (negatives
 drawn in proportion to training popularity, the harder protocol of Krichene & Rendle 2020's
 critique of sampled metrics) and `full` (every unseen item). Files carry their seed and the
 dataset fingerprint so a method can never score lists built from other data.
@@ -97,6 +97,14 @@ class CandidateSet:
         if self.dataset_hash != dataset_hash:
             raise DataError(f"candidate file {path or self.filename} was built on dataset {self.dataset_hash}, "
                             f"but the loaded data is {dataset_hash}; re-run `llmrec prepare`")
+
+
+def candidate_path(out_dir: str | Path, label: str) -> Path:
+    """The one rule from a candidate label to its file: a `.jsonl` path or an existing file is taken
+    as it is; anything else (`sampled-20.test`, `retrieved-20.test`) names a file under
+    `<out_dir>/candidates/`."""
+    p = Path(label)
+    return p if p.suffix == ".jsonl" or p.is_file() else Path(out_dir) / "candidates" / f"{label}.jsonl"
 
 
 def _rng(seed: int, kind: str, stage: str) -> np.random.Generator:

@@ -20,9 +20,7 @@ import numpy as np
 
 from llmrec.errors import DataError
 from llmrec.eval import runs
-from llmrec.eval.metrics import user_metrics
-
-METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
+from llmrec.eval.metrics import METRICS, user_rows_metrics
 
 
 @dataclass
@@ -49,17 +47,6 @@ def adapter_label(adapter: str) -> str:
     """`runs/.../adapters/lora--letters-candidates_v1/best` -> `lora--letters-candidates_v1`."""
     path = Path(adapter)
     return path.parent.name if path.name in ("best", "adapter") and path.parent.name else path.name
-
-
-def user_rows_metrics(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Per-user metrics; a user whose held-out item a retriever missed scores 0 on everything."""
-    out = {}
-    for r in rows:
-        if r.get("missed"):
-            out[r["user_id"]] = {k: 0.0 for k in METRICS}
-        elif r.get("rank") is not None:
-            out[r["user_id"]] = user_metrics(float(r["rank"]))
-    return out
 
 
 def load(path: str | Path) -> LoadedRun:

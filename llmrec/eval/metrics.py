@@ -1,4 +1,4 @@
-"""Ranking metrics for one held-out item (DESIGN.md "Evaluation protocol").
+"""Ranking metrics for one held-out item, and their means over a run's users.
 
 For a held-out item at rank r: HR@K = 1[r <= K], NDCG@K = 1/log2(r+1) if r <= K else 0,
 MRR = 1/r. Ties get the expected rank: the mean of the optimistic and pessimistic rank (a model
@@ -8,10 +8,12 @@ cannot gain from ties, whatever order the candidates come in).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
 KS = (1, 5, 10)
+METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
 
 
 def expected_rank(scores: np.ndarray, positive: int) -> float:
@@ -42,4 +44,27 @@ def aggregate(ranks: Iterable[float]) -> dict[str, float]:
         return {"users": 0}
     out: dict[str, float] = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     out["users"] = len(rows)
+    return out
+
+
+def user_rows_metrics(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per-user metrics of `ranks.jsonl` rows; a user whose held-out item a retriever missed
+    scores 0 on everything, and users without a known held-out item are left out."""
+    out = {}
+    for r in rows:
+        if r.get("missed"):
+            out[r["user_id"]] = {k: 0.0 for k in METRICS}
+        elif r.get("rank") is not None:
+            out[r["user_id"]] = user_metrics(float(r["rank"]))
+    return out
+
+
+def metrics_of_rows(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean metrics over users with a known held-out item; retriever misses count as misses."""
+    per_user = user_rows_metrics(rows)
+    if not per_user:
+        return {"users": 0}
+    out = {k: float(np.mean([m[k] for m in per_user.values()])) for k in METRICS}
+    out["users"] = len(per_user)
+    out["retriever_missed"] = sum(1 for r in rows if r.get("missed"))
     return out

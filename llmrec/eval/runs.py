@@ -1,27 +1,34 @@
-"""Run directories: what every ranking run leaves behind (DESIGN.md).
+"""Run directories: what every ranking run leaves behind.
 
     config.toml   the resolved config
-    run.json      settings fingerprint (template hash, model, adapter, candidates file hash,
+    run.json      settings fingerprint (template hash, model, adapter, dtype, candidates file hash,
                   dataset hash), git commit, counts, timing
     ranks.jsonl   one line per user: ranked candidates, scores, rank of the held-out item
     metrics.json  HR@K, NDCG@K, MRR over users with a known positive
 
 `ranks.jsonl` is appended to as users finish, so a killed job loses at most the batch in flight
-and a restart skips finished users.
+and a restart skips finished users. A job holds an exclusive lock on its directory (`.lock`,
+released by the OS when the process dies) for its whole run, so two jobs can never interleave
+their users; only the lock holder cuts a torn last line, and readers never modify the file.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+import numpy as np
 
 from llmrec.errors import DataError
+from llmrec.eval.metrics import expected_rank, metrics_of_rows
 
 RANKS = "ranks.jsonl"
 RUN = "run.json"
+LOCK = ".lock"
 
 
 def git_commit() -> str:
@@ -34,30 +41,124 @@ def git_commit() -> str:
         return "unknown"
 
 
-def read_ranks(run_dir: Path) -> list[dict[str, Any]]:
-    """Finished users of a run. A torn last line (job killed mid-write) is cut off the file."""
-    path = run_dir / RANKS
-    if not path.is_file():
-        return []
+class RunLock:
+    """Exclusive lock on a run directory for the duration of a job (`with RunLock(dir): ...`).
+
+    A second job on the same directory fails at once, naming the holder's pid. The lock is an
+    `flock` on `<run_dir>/.lock`, so it disappears with the process that held it (kill -9 included).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / LOCK
+        self._fd: int | None = None
+
+    def __enter__(self) -> Self:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DataError(f"{self.path.parent} is in use by another llmrec job (pid {holder}); wait for it to "
+                            "finish or choose another run directory") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse a folder that holds something other than a run (e.g. `--run-dir .` in a project):
+    a run writes config.toml and ranks.jsonl there and must never overwrite a user's files."""
+    if not run_dir.exists():
+        return
+    if not run_dir.is_dir():
+        raise DataError(f"run directory {run_dir} is a file; choose a new or empty folder")
+    if (run_dir / RUN).is_file():
+        return
+    other = sorted(p.name for p in run_dir.iterdir() if p.name != LOCK)
+    if other:
+        raise DataError(f"{run_dir} is not an llmrec run directory (no {RUN}) and is not empty "
+                        f"({', '.join(other[:5])}{', ...' if len(other) > 5 else ''}); choose a new or empty folder")
+
+
+def _lines(path: Path) -> tuple[bytes, int]:
+    """The file's complete lines and the length of a torn last line (0 when the file ends cleanly)."""
     data = path.read_bytes()
     if data and not data.endswith(b"\n"):
-        data = data[: data.rfind(b"\n") + 1]
-        with open(path, "r+b") as f:
-            f.truncate(len(data))
-    rows = []
-    for n, line in enumerate(data.decode().splitlines(), 1):
+        cut = data.rfind(b"\n") + 1
+        return data[:cut], len(data) - cut
+    return data, 0
+
+
+def read_ranks(run_dir: Path) -> list[dict[str, Any]]:
+    """Finished users of a run, read-only: a torn last line (a job killed mid-write, or one still
+    writing) is left out but never cut here. A user written twice or a corrupt line is an error."""
+    path = Path(run_dir) / RANKS
+    if not path.is_file():
+        return []
+    data, _ = _lines(path)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}); this is not a ranks file llmrec wrote") from None
+    rows, seen = [], {}
+    for n, line in enumerate(text.splitlines(), 1):
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError as e:
             raise DataError(f"{path}:{n}: corrupt line ({e.msg}); delete the run directory to start over") from None
+        if not isinstance(row, dict) or "user_id" not in row:
+            raise DataError(f"{path}:{n}: not a ranks row (expected an object with \"user_id\")")
+        if row["user_id"] in seen:
+            raise DataError(f"{path}:{n}: user {row['user_id']!r} is written twice (also line {seen[row['user_id']]}); "
+                            "the file mixes two jobs: delete the run directory and rank again")
+        seen[row["user_id"]] = n
+        rows.append(row)
     return rows
 
 
+def cut_torn_line(run_dir: Path, lock: RunLock) -> int:
+    """Drop a torn last line left by a killed job; only the lock holder may (it alone writes)."""
+    assert lock._fd is not None, "cut_torn_line needs the run directory's lock"
+    path = Path(run_dir) / RANKS
+    if not path.is_file():
+        return 0
+    data, torn = _lines(path)
+    if torn:
+        with open(path, "r+b") as f:
+            f.truncate(len(data))
+    return torn
+
+
 def append_ranks(run_dir: Path, rows: list[dict[str, Any]]) -> None:
-    with open(run_dir / RANKS, "a") as f:
+    with open(Path(run_dir) / RANKS, "a") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
         f.flush()
         os.fsync(f.fileno())
+
+
+def rank_row(user_id: str, candidates: list[str], scores: np.ndarray, positive: str | None, top_k: int = 0,
+             missed: bool = False, **extra: Any) -> dict[str, Any]:
+    """One `ranks.jsonl` row, the same for LLM and classic runs: candidates best first with their
+    scores (the first `top_k`, or all), and the held-out item's expected rank among all of them."""
+    order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
+    if top_k:
+        order = order[:top_k]
+    rank = expected_rank(scores, candidates.index(positive)) if positive is not None else None
+    row = {"user_id": user_id, "positive": positive, "rank": rank,
+           "candidates": [candidates[k] for k in order], "scores": [round(float(scores[k]), 6) for k in order],
+           **extra}
+    if missed:
+        row["missed"] = True
+    return row
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -70,4 +171,20 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / RUN
     if not path.is_file():
         raise DataError(f"{run_dir} is not a run directory (no {RUN})")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: unreadable ({e})") from None
+
+
+def evaluate(run_dir: Path) -> dict[str, float]:
+    """Recompute `metrics.json` from `ranks.jsonl`, which is only read. A missing or empty file is an
+    error and leaves the existing `metrics.json` as it was."""
+    run_dir = Path(run_dir)
+    load_run(run_dir)
+    rows = read_ranks(run_dir)
+    if not rows:
+        raise DataError(f"{run_dir / RANKS}: missing or empty, nothing to evaluate (metrics.json left as it was)")
+    metrics = metrics_of_rows(rows)
+    write_json(run_dir / "metrics.json", metrics)
+    return metrics

@@ -13,17 +13,16 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from llmrec import baselines
-from llmrec.config import Config, dump_toml, to_dict
+from llmrec.config import Config, dump_toml
 from llmrec.data.candidates import CandidateList, CandidateSet
+from llmrec.data.prepared import open_prepared
 from llmrec.data.split import Split
 from llmrec.eval import runs
-from llmrec.eval.metrics import expected_rank
-from llmrec.recipes.rank import metrics_of_rows
+from llmrec.eval.metrics import metrics_of_rows
 
 
 @dataclass
@@ -55,12 +54,12 @@ def retrieve(model: baselines.Recommender, data: baselines.TrainData, split: Spl
 
 
 def run(cfg: Config, log=print) -> BaselineResult:
+    prepared = open_prepared(cfg, log)
+    cfg, out = prepared.cfg, prepared.out_dir
     b = cfg.baseline
-    out = Path(cfg.out_dir)
-    split = Split.load(out / "split.jsonl")
+    split = prepared.split()
     data = baselines.TrainData.from_split(split)
-    settings = {k: v for k, v in to_dict(b).items() if k not in ("candidates", "retrieve", "top_k")}
-    model = baselines.make(b.name, **{k: v for k, v in settings.items() if k != "name"})
+    model, settings = baselines.from_config(b)
     started = time.time()
     model.fit(data)
     fit_seconds = time.time() - started
@@ -77,43 +76,32 @@ def run(cfg: Config, log=print) -> BaselineResult:
             f"{result.retriever_recall:.1%} of {len(cs.lists)} users")
 
     for label in b.candidates:
-        path = Path(label) if label.endswith(".jsonl") else out / "candidates" / f"{label}.jsonl"
-        cs = CandidateSet.load(path)
-        cs.check_dataset(split.dataset_hash, path)
+        path, cs = prepared.candidates(label)
         run_dir = out / "baselines" / f"{b.name}--{path.name.removesuffix('.jsonl')}"
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / runs.RANKS).unlink(missing_ok=True)  # a baseline run is cheap: always rewritten whole
-        rows = []
-        users = np.array([data.user_index[c.user_id] for c in cs.lists])
-        for start in range(0, len(users), 512):
-            chunk = cs.lists[start:start + 512]
-            scores = np.asarray(model.score_all(users[start:start + 512]), dtype=np.float64)
-            for c, s_all in zip(chunk, scores):
-                s = np.array([s_all[data.item_index[i]] if i in data.item_index else -np.inf for i in c.candidates])
-                order = np.argsort(-s, kind="stable")[: b.top_k or None]
-                row: dict[str, Any] = {
-                    "user_id": c.user_id, "positive": c.positive,
-                    "rank": expected_rank(s, c.candidates.index(c.positive)) if c.positive is not None else None,
-                    "candidates": [c.candidates[k] for k in order], "scores": [round(float(s[k]), 6) for k in order]}
-                if c.missed is not None:
-                    row["missed"] = True
-                rows.append(row)
-        runs.append_ranks(run_dir, rows)
-        metrics = metrics_of_rows(rows)
-        runs.write_json(run_dir / "metrics.json", metrics)
-        (run_dir / "config.toml").write_text(dump_toml(cfg))
-        runs.write_json(run_dir / runs.RUN, {
-            "settings": {"kind": "baseline", "model": b.name, **settings, "source": str(path),
-                         "source_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                         "dataset_hash": split.dataset_hash},
-            "git_commit": runs.git_commit(), "finished": True, "users": len(rows),
-            "fit_seconds": round(fit_seconds, 2), "best_epoch": getattr(model, "best_epoch", None),
-            "valid_ndcg10_history": [round(x, 5) for x in getattr(model, "history", [])]})
+        with runs.RunLock(run_dir):
+            (run_dir / runs.RANKS).unlink(missing_ok=True)  # a baseline run is cheap: always rewritten whole
+            rows = []
+            users = np.array([data.user_index[c.user_id] for c in cs.lists])
+            for start in range(0, len(users), 512):
+                chunk = cs.lists[start:start + 512]
+                scores = np.asarray(model.score_all(users[start:start + 512]), dtype=np.float64)
+                for c, s_all in zip(chunk, scores):
+                    s = np.array([s_all[data.item_index[i]] if i in data.item_index else -np.inf for i in c.candidates])
+                    rows.append(runs.rank_row(c.user_id, list(c.candidates), s, c.positive, b.top_k,
+                                              c.missed is not None))
+            runs.append_ranks(run_dir, rows)
+            metrics = metrics_of_rows(rows)
+            runs.write_json(run_dir / "metrics.json", metrics)
+            (run_dir / "config.toml").write_text(dump_toml(cfg))
+            runs.write_json(run_dir / runs.RUN, {
+                "settings": {"kind": "baseline", "model": b.name, **settings, "source": str(path),
+                             "source_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                             "dataset_hash": split.dataset_hash},
+                "git_commit": runs.git_commit(), "finished": True, "users": len(rows),
+                "fit_seconds": round(fit_seconds, 2), "best_epoch": getattr(model, "best_epoch", None),
+                "valid_ndcg10_history": [round(x, 5) for x in getattr(model, "history", [])]})
         result.run_dirs.append(run_dir)
         result.metrics[cs.label + "." + cs.stage] = metrics
         log(f"{b.name} on {path.name}: " + ", ".join(
             f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
     return result
-
-
-

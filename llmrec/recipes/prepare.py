@@ -1,7 +1,10 @@
 """`llmrec prepare`: load and filter the data, split it, build and save the candidate sets.
 
-Writes into `cfg.out_dir`: config.toml (resolved), stats.json, split.jsonl and
-candidates/<kind>-<n>.<stage>.jsonl. Later steps read these files and never re-sample.
+Writes into `cfg.out_dir`: config.toml (resolved), prepared.json (the data and split settings,
+which every later command reads back), stats.json, split.jsonl and
+candidates/<kind>-<n>.<stage>.jsonl. Later steps read these files and never re-sample. A folder
+already prepared from other data (or another split order) is only replaced with `force`: its runs
+would silently stop matching their candidate files.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from typing import Any
 from llmrec.config import Config, dump_toml
 from llmrec.data import candidates as cands
 from llmrec.data.loaders import apply_filters, load_raw
+from llmrec.data.prepared import differences, prepare_command, read_record, write_record
 from llmrec.data.split import leave_one_out
+from llmrec.errors import ConfigError
 
 
 @dataclass
@@ -33,18 +38,26 @@ def format_stats(raw: dict[str, Any], filtered: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(cfg: Config, log=print) -> PrepareResult:
+def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
     out = Path(cfg.out_dir)
-    (out / "candidates").mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(dump_toml(cfg))
+    record = read_record(out) if out.is_dir() else None
+    if record is not None and not force:
+        diffs = differences(cfg, record)
+        if diffs:
+            raise ConfigError(f"{out} was prepared from other data ({'; '.join(diffs)}); replacing it would "
+                              f"orphan its runs: prepare another out_dir, or replace it with "
+                              f"`{prepare_command(cfg, force=True)}`")
 
     raw = load_raw(cfg.data, log)
     dataset = apply_filters(raw, cfg.data)
-    split = leave_one_out(dataset)
+    split = leave_one_out(dataset, cfg.split.tie_break, cfg.split.seed)
+    (out / "candidates").mkdir(parents=True, exist_ok=True)
+    (out / "config.toml").write_text(dump_toml(cfg))
 
     stats = dataset.stats()
     stats["split_users"] = len(split)
     stats["skipped_users_lt3"] = split.skipped_users
+    stats["repeats_dropped"] = split.repeats_dropped
     stats["dataset_hash"] = split.dataset_hash
     stats_raw = raw.stats()
     (out / "stats.json").write_text(json.dumps({"before_filtering": stats_raw, "after_filtering": stats},
@@ -59,9 +72,12 @@ def run(cfg: Config, log=print) -> PrepareResult:
             cs.save(path)
             files.append(path)
 
+    write_record(out, cfg, split.dataset_hash)
     log(f"dataset {dataset.name} ({split.dataset_hash})")
     log(format_stats(stats_raw, stats))
-    log(f"leave-one-out split: {len(split)} users ({split.skipped_users} skipped with < 3 interactions)")
+    log(f"leave-one-out split: {len(split)} users ({split.skipped_users} skipped with < 3 interactions); "
+        f"same-timestamp ties ordered by {split.tie_break} (seed {split.seed}); "
+        f"{dataset.duplicate_rows_dropped} exact duplicate rows and {split.repeats_dropped} repeated items dropped")
     for p in files:
         log(f"wrote {p}")
     return PrepareResult(out, stats_raw, stats, files)

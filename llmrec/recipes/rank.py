@@ -8,39 +8,22 @@ users already written; with other settings it refuses rather than mixing two run
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
-import numpy as np
 from tqdm import tqdm
 
 from llmrec.config import Config, dump_toml
-from llmrec.data.candidates import CandidateSet
-from llmrec.data.dataset import Dataset, Interaction
-from llmrec.data.loaders import load_dataset
-from llmrec.data.split import Split
+from llmrec.data import queries
+from llmrec.data.prepared import open_prepared
 from llmrec.errors import ConfigError, DataError
 from llmrec.eval import runs
-from llmrec.eval.compare import METRICS, adapter_label, user_rows_metrics
-from llmrec.eval.metrics import expected_rank
+from llmrec.eval.compare import adapter_label
+from llmrec.eval.metrics import metrics_of_rows
 from llmrec.prompts.render import load_template
-from llmrec.scoring.rank import UserQuery
-
-
-@dataclass
-class Job:
-    """Users to rank, in order, with what was skipped and why."""
-
-    queries: list[UserQuery]
-    positives: dict[str, str | None]
-    source: str  # the candidates or input file
-    source_sha256: str
-    skipped: dict[str, int] = field(default_factory=dict)
-    missed: set[str] = field(default_factory=set)  # users whose held-out item a retriever missed
 
 
 @dataclass
@@ -50,94 +33,6 @@ class RankResult:
     users_ranked: int
     users_resumed: int
     skipped: dict[str, int]
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _candidate_path(cfg: Config) -> Path:
-    c = cfg.rank.candidates
-    p = Path(c)
-    return p if p.suffix == ".jsonl" or p.is_file() else Path(cfg.out_dir) / "candidates" / f"{c}.jsonl"
-
-
-def _add(job: Job, ds: Dataset, cfg: Config, user_id: str, history: list[Interaction] | list[str],
-         candidates: list[str], positive: str | None, where: str) -> None:
-    """Apply the input policies: unknown ids (error or drop), empty history / candidates (skip)."""
-    unknown = [i for i in candidates if i not in ds.items]
-    if unknown:
-        if cfg.rank.on_unknown == "error":
-            raise DataError(f"{where}: user {user_id!r}: unknown item id {unknown[0]!r} among the candidates "
-                            f"({len(unknown)} unknown; set rank.on_unknown=skip to drop them)")
-        job.skipped["unknown_candidate_ids"] = job.skipped.get("unknown_candidate_ids", 0) + len(unknown)
-        candidates = [i for i in candidates if i in ds.items]
-        if positive is not None and positive not in ds.items:
-            positive = None
-    if positive is not None and positive not in candidates:
-        raise DataError(f"{where}: user {user_id!r}: positive {positive!r} is not among the candidates")
-    if not history:
-        job.skipped["empty_history"] = job.skipped.get("empty_history", 0) + 1
-        return
-    if not candidates:
-        job.skipped["empty_candidates"] = job.skipped.get("empty_candidates", 0) + 1
-        return
-    job.queries.append(UserQuery(user_id, history, candidates))  # type: ignore[arg-type]
-    job.positives[user_id] = positive
-
-
-def _from_candidates(cfg: Config, ds: Dataset) -> Job:
-    path = _candidate_path(cfg)
-    cs = CandidateSet.load(path)
-    split = Split.load(Path(cfg.out_dir) / "split.jsonl")
-    cs.check_dataset(ds.fingerprint(), path)
-    split_hash = split.dataset_hash
-    if split_hash != cs.dataset_hash:
-        raise DataError(f"{path} and {cfg.out_dir}/split.jsonl come from different data; re-run `llmrec prepare`")
-    job = Job([], {}, str(path), _sha256(path))
-    for c in cs.lists:
-        seq = split[c.user_id]
-        history = seq.events(ds, cs.stage, cfg.split.history_len)
-        _add(job, ds, cfg, c.user_id, history, list(c.candidates), c.positive, str(path))
-        if c.missed is not None:
-            job.missed.add(c.user_id)
-    return job
-
-
-def _from_input(cfg: Config, ds: Dataset) -> Job:
-    """JSONL lines {"user_id", "history": [id | {"item_id", "rating"?, "timestamp"?}], "candidates", "positive"?}."""
-    path = Path(cfg.rank.input)
-    if not path.is_file():
-        raise DataError(f"rank.input: file not found: {path}")
-    job = Job([], {}, str(path), _sha256(path))
-    seen: set[str] = set()
-    for n, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            rec = json.loads(line)
-            user_id = str(rec["user_id"])
-            raw_history, candidates = rec["history"], [str(c) for c in rec["candidates"]]
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise DataError(f"{where}: expected {{\"user_id\", \"history\", \"candidates\"}} ({e})") from None
-        if user_id in seen:
-            raise DataError(f"{where}: user {user_id!r} appears twice")
-        seen.add(user_id)
-        history: list[Interaction] = []
-        for h in raw_history[-cfg.split.history_len:]:
-            h = h if isinstance(h, dict) else {"item_id": h}
-            iid = str(h.get("item_id"))
-            if iid not in ds.items:
-                if cfg.rank.on_unknown == "error":
-                    raise DataError(f"{where}: user {user_id!r}: unknown item id {iid!r} in the history "
-                                    "(set rank.on_unknown=skip to drop unknown ids)")
-                job.skipped["unknown_history_ids"] = job.skipped.get("unknown_history_ids", 0) + 1
-                continue
-            history.append(Interaction(ds.items[iid], float(h.get("rating", "nan")), float(h.get("timestamp", "nan"))))
-        positive = rec.get("positive")
-        _add(job, ds, cfg, user_id, history, candidates, None if positive is None else str(positive), where)
-    return job
 
 
 def check_adapter(adapter: str, template, log=print) -> None:
@@ -154,6 +49,12 @@ def check_adapter(adapter: str, template, log=print) -> None:
                 f"(sha256 {str(trained.get('sha256'))[:12]}), not on {template.name} as ranked now")
 
 
+def adapter_sha256(adapter: str) -> str:
+    """Digest of an adapter's weights: retraining into the same folder changes scores, so it is a setting."""
+    weights = sorted(Path(adapter).glob("adapter_model.*"))
+    return queries.sha256_file(weights[0]) if weights else ""
+
+
 def default_run_dir(cfg: Config) -> Path:
     if cfg.rank.run_dir:
         return Path(cfg.rank.run_dir)
@@ -165,88 +66,131 @@ def default_run_dir(cfg: Config) -> Path:
     return Path(cfg.out_dir) / "rank" / f"{name}--{cfg.rank.scoring}--{source}"
 
 
+def resolved_dtype(cfg: Config) -> str:
+    """`model.dtype` as the backend will run it ("auto" is bf16 on a GPU, fp32 on a CPU)."""
+    from llmrec.models.load import pick_device, pick_dtype
+
+    return str(pick_dtype(cfg.model.dtype, pick_device(cfg.model.device))).removeprefix("torch.")
+
+
+def score_settings(cfg: Config, template, job: queries.Job, dataset_hash: str) -> dict[str, Any]:
+    """Everything that changes a user's scores or rank: a resume must match all of it."""
+    return {
+        "template": template.name, "template_sha256": template.sha256, "model": cfg.model.name,
+        "adapter": cfg.model.adapter, "adapter_sha256": adapter_sha256(cfg.model.adapter) if cfg.model.adapter else "",
+        "dtype": resolved_dtype(cfg), "backend": cfg.rank.backend, "scoring": cfg.rank.scoring,
+        "seed": cfg.rank.seed, "source": job.source, "source_sha256": job.source_sha256,
+        "dataset_hash": dataset_hash, "history_len": cfg.split.history_len,
+        "max_prompt_tokens": cfg.rank.max_prompt_tokens, "top_k": cfg.rank.top_k, "on_unknown": cfg.rank.on_unknown,
+    }
+
+
+def check_resume(run_dir: Path, settings: dict[str, Any], finished: int) -> None:
+    """A run directory with finished users only takes a job with the same settings; one with none
+    (e.g. a first attempt that failed on a typo) may be restarted with new ones."""
+    if not finished or not (run_dir / runs.RUN).is_file():
+        return
+    old = runs.load_run(run_dir).get("settings", {})
+    diff = [f"{k}: {old.get(k)!r} -> {settings[k]!r}" for k in settings if old.get(k) != settings[k]]
+    if diff:
+        raise ConfigError(f"{run_dir} holds {finished} users ranked with other settings ({'; '.join(diff)}); "
+                          "choose another rank.run_dir, or delete that directory to start over")
+
+
 def run(cfg: Config, log=print) -> RankResult:
     template = load_template(cfg.rank.template)  # fail on a broken template before loading a model
     if cfg.model.adapter:
         check_adapter(cfg.model.adapter, template, log)
-    ds = load_dataset(cfg.data, log)
-    job = _from_input(cfg, ds) if cfg.rank.input else _from_candidates(cfg, ds)
+    prepared = open_prepared(cfg, log)
+    cfg = prepared.cfg
+    ds = prepared.dataset(log)
+    job = prepared.job(ds)
     if cfg.rank.users:
         job.queries = job.queries[: cfg.rank.users]
     if cfg.rank.shard >= 0:
         job.queries = job.queries[cfg.rank.shard::cfg.rank.shards]
 
     run_dir = default_run_dir(cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "template": template.name, "template_sha256": template.sha256, "model": cfg.model.name,
-        "adapter": cfg.model.adapter, "backend": cfg.rank.backend, "scoring": cfg.rank.scoring,
-        "seed": cfg.rank.seed, "source": job.source, "source_sha256": job.source_sha256,
-        "dataset_hash": ds.fingerprint(), "history_len": cfg.split.history_len,
-        "max_prompt_tokens": cfg.rank.max_prompt_tokens, "top_k": cfg.rank.top_k,
-    }
-    if (run_dir / runs.RUN).is_file():
-        old = runs.load_run(run_dir).get("settings", {})
-        diff = sorted(k for k in settings if old.get(k) != settings[k])
-        if diff:
-            raise ConfigError(f"{run_dir} holds a run with other settings ({', '.join(diff)}); "
-                              "choose another rank.run_dir or delete that directory")
-    (run_dir / "config.toml").write_text(dump_toml(cfg))
-    meta: dict[str, Any] = {"settings": settings, "git_commit": runs.git_commit(), "finished": False,
-                            "candidates_file": job.source, "template_path": str(template.path),
-                            "skipped": job.skipped}
-    runs.write_json(run_dir / runs.RUN, meta)
+    runs.check_run_dir(run_dir)
+    settings = score_settings(cfg, template, job, ds.fingerprint())
+    with runs.RunLock(run_dir) as lock:
+        runs.cut_torn_line(run_dir, lock)
+        done = {r["user_id"] for r in runs.read_ranks(run_dir)}
+        check_resume(run_dir, settings, len(done))
+        meta: dict[str, Any] = {"settings": settings, "git_commit": runs.git_commit(), "finished": False,
+                                "candidates_file": job.source, "template_path": str(template.path),
+                                "skipped": job.skipped}
 
-    if cfg.rank.shards > 1 and cfg.rank.shard < 0:
-        run_shards(cfg, run_dir, [q.user_id for q in job.queries], log)
-    done = {r["user_id"] for r in runs.read_ranks(run_dir)}
-    todo = [q for q in job.queries if q.user_id not in done]
-    resumed = len(job.queries) - len(todo)
-    if resumed:
-        log(f"resuming {run_dir}: {resumed} users already ranked, {len(todo)} to go")
+        def record_start() -> None:
+            (run_dir / "config.toml").write_text(dump_toml(cfg))
+            runs.write_json(run_dir / runs.RUN, meta)
 
-    started = time.time()
-    if todo:
-        from llmrec.backends import make_backend
-        from llmrec.models.load import load_tokenizer
-        from llmrec.scoring.rank import LLMRanker
+        if cfg.rank.shards > 1 and cfg.rank.shard < 0:
+            record_start()
+            run_shards(cfg, run_dir, [q.user_id for q in job.queries], log)
+            done = {r["user_id"] for r in runs.read_ranks(run_dir)}
+        todo = [q for q in job.queries if q.user_id not in done]
+        resumed = len(job.queries) - len(todo)
+        if resumed:
+            log(f"resuming {run_dir}: {resumed} users already ranked, {len(todo)} to go")
 
-        options: dict[str, Any] = {"device": cfg.model.device, "dtype": cfg.model.dtype, "adapter": cfg.model.adapter}
-        if cfg.rank.backend == "hf":
-            options.update(shared_prefix=cfg.rank.shared_prefix, batch_tokens=cfg.rank.batch_tokens)
-        elif cfg.rank.backend == "vllm":
-            options.update(settings=cfg.vllm)
-        backend = make_backend(cfg.rank.backend, cfg.model.name, **options)
-        ranker = LLMRanker(template, backend, load_tokenizer(cfg.model.name), ds, cfg.rank.scoring,
-                           cfg.rank.max_prompt_tokens, cfg.rank.seed)
-        stop = _StopOnSignal()
-        try:
-            with stop, tqdm(total=len(job.queries), initial=resumed, unit="user", desc="rank",
-                            dynamic_ncols=True) as bar:
-                for start in range(0, len(todo), cfg.rank.batch_users):
-                    chunk = todo[start:start + cfg.rank.batch_users]
-                    rows = [_row(s, job.positives[s.user_id], cfg.rank.top_k, s.user_id in job.missed)
-                            for s in ranker.score(chunk)]
-                    runs.append_ranks(run_dir, rows)
-                    bar.update(len(chunk))
-                    if stop.requested:
-                        raise KeyboardInterrupt
-        finally:
-            backend.close()
-    elapsed = time.time() - started
+        started = time.time()
+        if todo:
+            rank_users(cfg, template, ds, job, todo, run_dir, resumed, record_start)
+        elif not (run_dir / runs.RUN).is_file():
+            record_start()
+        elapsed = time.time() - started
 
-    rows = runs.read_ranks(run_dir)
-    order = {q.user_id: k for k, q in enumerate(job.queries)}
-    assert len({r["user_id"] for r in rows}) == len(rows), "a user was written twice"
-    metrics = metrics_of_rows([r for r in rows if r["user_id"] in order])
-    runs.write_json(run_dir / "metrics.json", metrics)
-    meta.update(finished=True, users=len(rows), users_ranked_now=len(todo), seconds_now=round(elapsed, 2),
-                users_per_second=round(len(todo) / elapsed, 3) if todo and elapsed else None)
-    runs.write_json(run_dir / runs.RUN, meta)
+        rows = runs.read_ranks(run_dir)
+        order = {q.user_id for q in job.queries}
+        mine = [r for r in rows if r["user_id"] in order]
+        metrics = metrics_of_rows(mine)
+        runs.write_json(run_dir / "metrics.json", metrics)
+        meta.update(finished=True, users=len(mine), rows_in_file=len(rows), users_ranked_now=len(todo),
+                    seconds_now=round(elapsed, 2),
+                    users_per_second=round(len(todo) / elapsed, 3) if todo and elapsed else None)
+        runs.write_json(run_dir / runs.RUN, meta)
     log(f"ranked {len(todo)} users in {elapsed:.1f}s ({resumed} resumed); skipped: {job.skipped or 'none'}")
     log(f"run directory: {run_dir}")
     log("metrics: " + ", ".join(f"{k}={v:.4f}" if k != "users" else f"users={v}" for k, v in metrics.items()))
     return RankResult(run_dir, metrics, len(todo), resumed, job.skipped)
+
+
+def rank_users(cfg: Config, template, ds, job: queries.Job, todo: list[queries.UserQuery], run_dir: Path,
+               resumed: int, record_start) -> None:
+    """Build the backend, then record the run (only now: a backend or adapter that fails to load
+    leaves no run.json behind) and score `todo` batch by batch, appending each batch's rows."""
+    from llmrec.backends import make_backend
+    from llmrec.models.load import load_tokenizer
+    from llmrec.scoring.rank import LLMRanker
+
+    options: dict[str, Any] = {"device": cfg.model.device, "dtype": cfg.model.dtype, "adapter": cfg.model.adapter}
+    if cfg.rank.backend == "hf":
+        options.update(shared_prefix=cfg.rank.shared_prefix, batch_tokens=cfg.rank.batch_tokens)
+    elif cfg.rank.backend == "vllm":
+        options.update(settings=cfg.vllm)
+    try:
+        backend = make_backend(cfg.rank.backend, cfg.model.name, **options)
+    except (OSError, ValueError) as e:  # transformers' "not a model folder / not a Hub id"
+        raise ConfigError(f"model.name {cfg.model.name!r}: cannot load ({str(e).splitlines()[0]})") from None
+    try:
+        ranker = LLMRanker(template, backend, load_tokenizer(cfg.model.name), ds, cfg.rank.scoring,
+                           cfg.rank.max_prompt_tokens, cfg.rank.seed)
+        record_start()
+        stop = _StopOnSignal()
+        with stop, tqdm(total=len(job.queries), initial=resumed, unit="user", desc="rank", dynamic_ncols=True) as bar:
+            for start in range(0, len(todo), cfg.rank.batch_users):
+                chunk = todo[start:start + cfg.rank.batch_users]
+                rows = [runs.rank_row(s.user_id, s.candidates, s.scores, job.positives[s.user_id], cfg.rank.top_k,
+                                      s.user_id in job.missed, dropped_history=s.dropped,
+                                      prompt_tokens=s.prompt_tokens)
+                        for s in ranker.score(chunk)]
+                runs.append_ranks(run_dir, rows)
+                bar.update(len(chunk))
+                if stop.requested:
+                    raise KeyboardInterrupt
+    finally:
+        backend.close()
 
 
 class _StopOnSignal:
@@ -318,27 +262,3 @@ def run_shards(cfg: Config, run_dir: Path, order: list[str], log=print) -> None:
     done = {r["user_id"] for r in runs.read_ranks(run_dir)}
     rows = {r["user_id"]: r for i in range(n) for r in runs.read_ranks(run_dir / "shards" / f"{i}-of-{n}")}
     runs.append_ranks(run_dir, [rows[u] for u in order if u in rows and u not in done])
-
-
-def _row(s, positive: str | None, top_k: int, missed: bool = False) -> dict[str, Any]:
-    order = sorted(range(len(s.candidates)), key=lambda k: -s.scores[k])
-    if top_k:
-        order = order[:top_k]
-    rank = expected_rank(s.scores, s.candidates.index(positive)) if positive is not None else None
-    row = {"user_id": s.user_id, "positive": positive, "rank": rank,
-           "candidates": [s.candidates[k] for k in order], "scores": [round(float(s.scores[k]), 6) for k in order],
-           "dropped_history": s.dropped, "prompt_tokens": s.prompt_tokens}
-    if missed:
-        row["missed"] = True
-    return row
-
-
-def metrics_of_rows(rows: list[dict[str, Any]]) -> dict[str, float]:
-    """Mean metrics over users with a known held-out item; retriever misses count as misses."""
-    per_user = user_rows_metrics(rows)
-    if not per_user:
-        return {"users": 0}
-    out = {k: float(np.mean([m[k] for m in per_user.values()])) for k in METRICS}
-    out["users"] = len(per_user)
-    out["retriever_missed"] = sum(1 for r in rows if r.get("missed"))
-    return out

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from llmrec.config import Config
-from llmrec.data.loaders import load_dataset
+from llmrec.data.prepared import open_prepared
 from llmrec.errors import DataError
 from llmrec.prompts.render import load_template
-from llmrec.recipes.rank import _from_candidates, _from_input
 
 
 def render_for_user(cfg: Config, user_id: str) -> tuple[str, int, int]:
@@ -17,8 +16,10 @@ def render_for_user(cfg: Config, user_id: str) -> tuple[str, int, int]:
     from llmrec.scoring.rank import LLMRanker
 
     template = load_template(cfg.rank.template)
-    ds = load_dataset(cfg.data, log=lambda *_: None)
-    job = _from_input(cfg, ds) if cfg.rank.input else _from_candidates(cfg, ds)
+    prepared = open_prepared(cfg, log=lambda *_: None)
+    cfg = prepared.cfg
+    ds = prepared.dataset(log=lambda *_: None)
+    job = prepared.job(ds)
     query = next((q for q in job.queries if q.user_id == user_id), None)
     if query is None:
         raise DataError(f"user {user_id!r} is not in {job.source}")

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from llmrec.config import SCORING_MODES
 from llmrec.errors import ConfigError
 
-MODES = ("sum", "mean", "calibrated")
+MODES = SCORING_MODES
 
 
 def check_mode(mode: str) -> str:

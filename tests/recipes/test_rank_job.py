@@ -27,7 +27,7 @@ def test_rank_writes_run_directory(prepared, tmp_path):
     cfg = with_(prepared, f"rank.run_dir={tmp_path / 'run'}", "rank.users=6", "rank.template=letters/candidates_v1")
     res = rank.run(cfg, log=lambda *_: None)
     files = sorted(p.name for p in res.run_dir.iterdir())
-    assert files == ["config.toml", "metrics.json", "ranks.jsonl", "run.json"]
+    assert files == [".lock", "config.toml", "metrics.json", "ranks.jsonl", "run.json"]
     rows = read_ranks(res.run_dir)
     assert len(rows) == 6 and len({r["user_id"] for r in rows}) == 6
     for r in rows:
@@ -41,8 +41,16 @@ def test_rank_writes_run_directory(prepared, tmp_path):
     assert metrics["users"] == 6
     assert metrics["MRR"] == pytest.approx(sum(1 / r["rank"] for r in rows) / 6)
     # Same directory, other settings: refused, never mixed.
-    with pytest.raises(ConfigError, match="holds a run with other settings .*template"):
+    with pytest.raises(ConfigError, match="holds 6 users ranked with other settings .*template: 'letters"):
         rank.run(with_(cfg, "rank.template=title/next_item_v1"), log=lambda *_: None)
+    # fp32 and bf16 scores never mix in one file: the resolved dtype is a setting.
+    with pytest.raises(ConfigError, match="dtype: 'float32' -> 'bfloat16'"):
+        rank.run(with_(cfg, "model.dtype=bfloat16"), log=lambda *_: None)
+    # A resume with fewer users reports those users, in metrics.json and run.json alike.
+    fewer = rank.run(with_(cfg, "rank.users=3"), log=lambda *_: None)
+    meta = json.loads((res.run_dir / "run.json").read_text())
+    assert fewer.users_ranked == 0 and fewer.metrics["users"] == meta["users"] == 3 and meta["rows_in_file"] == 6
+    assert json.loads((res.run_dir / "metrics.json").read_text())["users"] == 3
 
 
 def test_interrupted_job_resumes_each_user_once(prepared, tmp_path):
@@ -54,14 +62,19 @@ def test_interrupted_job_resumes_each_user_once(prepared, tmp_path):
     deadline = time.time() + 300
     while time.time() < deadline and (not ranks.is_file() or ranks.read_text().count("\n") < 3):
         time.sleep(0.2)
+    cfg = from_dict(type(prepared), {**to_dict(prepared), "rank": {**to_dict(prepared.rank), "users": 10,
+                                                                    "batch_users": 1, "run_dir": str(run_dir)}})
+    # A second job on the same directory fails at once, naming the running job.
+    with pytest.raises(DataError, match=rf"is in use by another llmrec job \(pid {proc.pid}\)"):
+        rank.run(cfg, log=lambda *_: None)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     before = ranks.read_text().count("\n")
     assert 3 <= before < 10, "the job should have been killed half-way"
     with open(ranks, "a") as f:
         f.write('{"user_id": "torn')  # as if killed in the middle of a write
-    cfg = from_dict(type(prepared), {**to_dict(prepared), "rank": {**to_dict(prepared.rank), "users": 10,
-                                                                    "batch_users": 1, "run_dir": str(run_dir)}})
+    torn = ranks.read_bytes()
+    assert len(read_ranks(run_dir)) == before and ranks.read_bytes() == torn  # readers never cut the file
     res = rank.run(cfg, log=lambda *_: None)
     assert res.users_resumed == before and res.users_ranked == 10 - before
     rows = read_ranks(run_dir)
@@ -124,3 +137,48 @@ def test_sharded_job_merges_each_user_once(prepared, tmp_path):
     assert [r["user_id"] for r in read_ranks(again.run_dir)] == [str(u) for u in range(1, 8)]
     with pytest.raises(ConfigError, match="rank.shards"):
         with_(cfg, "rank.shards=2", "rank.shard=2")
+
+
+def test_run_directory_rules(prepared, tmp_path, monkeypatch):
+    from llmrec.eval import runs
+
+    run_dir = tmp_path / "run"
+    cfg = with_(prepared, f"rank.run_dir={run_dir}", "rank.users=2")
+    # A model that cannot load leaves no run.json: the corrected command is not refused.
+    with pytest.raises(ConfigError, match="model.name '/no/such/model': cannot load"):
+        rank.run(with_(cfg, "model.name=/no/such/model"), log=lambda *_: None)
+    assert not (run_dir / "run.json").exists()
+    res = rank.run(cfg, log=lambda *_: None)
+    assert res.users_ranked == 2
+    # While no user is finished, a restart with other settings is allowed.
+    (run_dir / "ranks.jsonl").write_text("")
+    other = rank.run(with_(cfg, "rank.template=title/next_item_genres_v1"), log=lambda *_: None)
+    assert other.users_ranked == 2
+    assert json.loads((run_dir / "run.json").read_text())["settings"]["template"] == "title/next_item_genres_v1"
+
+    # evaluate only reads ranks.jsonl; an empty or missing file fails and keeps metrics.json.
+    metrics = (run_dir / "metrics.json").read_text()
+    ranks = (run_dir / "ranks.jsonl").read_bytes()
+    (run_dir / "ranks.jsonl").write_bytes(ranks + b'{"user_id": "3", "ra')
+    runs.evaluate(run_dir)
+    assert (run_dir / "ranks.jsonl").read_bytes() == ranks + b'{"user_id": "3", "ra'
+    (run_dir / "ranks.jsonl").write_bytes(b"")
+    with pytest.raises(DataError, match="missing or empty"):
+        runs.evaluate(run_dir)
+    assert (run_dir / "metrics.json").read_text() == metrics
+    # A user written twice (two jobs in one file) is refused by every reader.
+    (run_dir / "ranks.jsonl").write_bytes(ranks + ranks)
+    with pytest.raises(DataError, match="user '1' is written twice"):
+        runs.evaluate(run_dir)
+    (run_dir / "ranks.jsonl").write_bytes(b"\xff\xfe not text\n")
+    with pytest.raises(DataError, match="not UTF-8"):
+        runs.read_ranks(run_dir)
+
+    # `--run-dir .` in a project folder: refused, the user's own config.toml untouched.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "config.toml").write_text("mine = true\n")
+    monkeypatch.chdir(project)
+    with pytest.raises(DataError, match="not an llmrec run directory"):
+        rank.run(with_(cfg, "rank.run_dir=."), log=lambda *_: None)
+    assert (project / "config.toml").read_text() == "mine = true\n"
