@@ -213,9 +213,28 @@ class TrainConfig:
         if "lm_head" in self.lora_target_modules:
             raise ConfigError("train.lora_target_modules: lm_head cannot be a LoRA target (vLLM cannot "
                               "serve prompt log-probabilities with an adapted head)")
-        for key in ("batch_size", "gradient_accumulation", "eval_every", "epochs", "prefixes_per_user"):
+        for key in ("batch_size", "gradient_accumulation", "eval_every", "epochs", "prefixes_per_user",
+                    "lora_rank", "num_virtual_tokens", "patience"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"train.{key}: must be >= 1; got {getattr(self, key)}")
+        for key in ("max_steps", "valid_users", "max_users", "history_len"):  # 0: derived or "all"
+            if getattr(self, key) < 0:
+                raise ConfigError(f"train.{key}: must be >= 0; got {getattr(self, key)}")
+        for key in ("learning_rate", "lora_alpha"):
+            if not getattr(self, key) > 0:  # `not >` also refuses nan
+                raise ConfigError(f"train.{key}: must be > 0; got {getattr(self, key)}")
+        for key in ("warmup_ratio", "lora_dropout"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"train.{key}: must be in [0, 1); got {getattr(self, key)}")
+        # Like an unknown key, a changed setting of the adapter kind not in use would be silently ignored.
+        other = {"lora": ("prompt-tuning", ("num_virtual_tokens", "prompt_init_text")),
+                 "prompt-tuning": ("LoRA", ("lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules"))}
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        kind, keys = other[self.adapter]
+        for key in keys:
+            if getattr(self, key) != defaults[key]:
+                raise ConfigError(f"train.{key} is a {kind} setting; train.adapter is {self.adapter!r} "
+                                  f"(got train.{key}={getattr(self, key)!r}); remove it or change train.adapter")
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 Writes `<train.out>/best/` (peft adapter folder with the best validation NDCG@10), `llmrec.toml`
 (the resolved config) and `template.json` (template name and sha256) beside it, the learning
 curve in `train_state.json`, a resumable `checkpoint/`, and with `train.merge` a merged model.
+Rerunning on an existing `train.out` resumes its checkpoint only under the same settings.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmrec.config import Config, dump_toml
+from llmrec.config import Config, dump_toml, to_dict
 from llmrec.data.candidates import CandidateSet
 from llmrec.data.loaders import load_dataset
 from llmrec.data.split import Split
@@ -34,6 +35,21 @@ def default_out(cfg: Config) -> Path:
     if cfg.train.out:
         return Path(cfg.train.out)
     return Path(cfg.out_dir) / "adapters" / f"{cfg.train.adapter}--{cfg.train.template.replace('/', '-')}"
+
+
+def checkpoint_settings(cfg: Config, template, split: Split, split_path: Path) -> dict:
+    """What shapes a checkpoint's weights, so a resume under other settings can be refused.
+
+    All of `[train]` except `out` (where the run is saved) and `merge` (an export after training),
+    plus the model, the template text, the dataset and split, and the other settings the examples
+    depend on (`candidates.n`, `split.history_len`).
+    """
+    import hashlib
+
+    train = {f"train.{k}": v for k, v in to_dict(cfg.train).items() if k not in ("out", "merge")}
+    return {**train, "model.name": cfg.model.name, "template.sha256": template.sha256,
+            "data.hash": split.dataset_hash, "split.sha256": hashlib.sha256(split_path.read_bytes()).hexdigest(),
+            "candidates.n": cfg.candidates.n, "split.history_len": cfg.split.history_len}
 
 
 def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_len: int, log=print):
@@ -71,24 +87,27 @@ def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_
 def run(cfg: Config, log=print) -> TrainResult:
     import torch
     from peft import get_peft_model
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, set_seed
 
     from llmrec.backends.hf import HFBackend
     from llmrec.eval.metrics import expected_rank, user_metrics
     from llmrec.models.adapters import make_peft_config
     from llmrec.models.load import load_tokenizer, pick_device, resolve_model
     from llmrec.scoring.rank import LLMRanker, UserQuery
-    from llmrec.train.finetune import train
+    from llmrec.train.finetune import check_resumable, train
 
     t = cfg.train
     template = load_template(t.template)
     out = default_out(cfg)
+    split_path = Path(cfg.out_dir) / "split.jsonl"
+    split = Split.load(split_path)
+    settings = checkpoint_settings(cfg, template, split, split_path)
+    check_resumable(out, settings)  # before the files below would record settings a resume ignores
     out.mkdir(parents=True, exist_ok=True)
     (out / "llmrec.toml").write_text(dump_toml(cfg))
     (out / "template.json").write_text(json.dumps({"template": template.name, "sha256": template.sha256}))
 
     ds = load_dataset(cfg.data, log)
-    split = Split.load(Path(cfg.out_dir) / "split.jsonl")
     tokenizer = load_tokenizer(cfg.model.name)
     history_len = t.history_len or cfg.split.history_len
     from accelerate import PartialState
@@ -100,11 +119,8 @@ def run(cfg: Config, log=print) -> TrainResult:
     path = resolve_model(cfg.model.name)
     device = pick_device(cfg.model.device)
     base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    peft_cfg = make_peft_config(t.adapter, lora_rank=t.lora_rank, lora_alpha=t.lora_alpha,
-                                lora_dropout=t.lora_dropout, lora_target_modules=t.lora_target_modules,
-                                num_virtual_tokens=t.num_virtual_tokens, prompt_init_text=t.prompt_init_text,
-                                tokenizer_path=path)
-    model = get_peft_model(base, peft_cfg).to(device)
+    set_seed(t.seed)  # the adapter's random init: the same command gives the same adapter
+    model = get_peft_model(base, make_peft_config(t, tokenizer_path=str(path))).to(device)
 
     vpath = Path(cfg.out_dir) / "candidates" / f"{t.valid_candidates}.jsonl"
     vcands = CandidateSet.load(vpath)
@@ -129,7 +145,8 @@ def run(cfg: Config, log=print) -> TrainResult:
     state = train(model, train_ds, valid_ds, out=out, pad_id=tokenizer.pad_token_id or 0, batch_size=t.batch_size,
                   gradient_accumulation=t.gradient_accumulation, learning_rate=t.learning_rate, epochs=t.epochs,
                   max_steps=t.max_steps, warmup_ratio=t.warmup_ratio, scheduler=t.scheduler,
-                  eval_every=t.eval_every, patience=t.patience, seed=t.seed, validate=validate, log=log)
+                  eval_every=t.eval_every, patience=t.patience, seed=t.seed, validate=validate, log=log,
+                  settings=settings)
     seconds = time.time() - started
     best = out / "best"
     if t.merge and t.adapter == "lora":

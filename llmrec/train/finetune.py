@@ -5,7 +5,8 @@ validation saves a resumable checkpoint (`checkpoint/`: adapter weights, optimiz
 state, step counter; the frozen base model is not copied) and, when validation NDCG@10 improves,
 the adapter (`best/`, a standard peft folder). A restarted run loads the checkpoint, skips the
 batches already seen and carries on. The checkpoint is written to a temporary folder and renamed,
-so an interruption while saving leaves the previous one intact.
+so an interruption while saving leaves the previous one intact. The checkpoint also records the
+settings that shaped it (`settings.json`), and a resume under different settings is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from llmrec.errors import ConfigError
 from llmrec.train.examples import IGNORE
 
 
@@ -68,13 +70,42 @@ def mean_loss(model, loader, accelerator) -> float:
     return total / max(count, 1)
 
 
-def save_checkpoint(ckpt: Path, model, opt, sched, state: TrainState) -> None:
-    """Adapter + optimizer + scheduler + counters, swapped in atomically."""
+def check_resumable(out: Path, settings: dict) -> None:
+    """Refuse to resume `out/checkpoint` under settings other than those that shaped it.
+
+    Resuming would otherwise carry on with the checkpoint's optimizer and scheduler (its learning
+    rate, step count, data) while the run's saved config claims the new values. Every key counts:
+    the caller leaves out only what cannot change the weights. A checkpoint without recorded
+    settings cannot be checked and is refused too. Nothing to resume passes.
+    """
+    ckpt = out / "checkpoint"
+    if not (ckpt / "state.json").is_file():
+        return
+    how = f"use a new train.out, or delete {out} to start over"
+    if not (ckpt / "settings.json").is_file():
+        raise ConfigError(f"cannot resume {ckpt}: it records no training settings to compare with; {how}")
+    old = json.loads((ckpt / "settings.json").read_text())
+    new = json.loads(json.dumps(settings))  # tuples as lists, as saved
+
+    def show(values: dict, key: str) -> str:
+        return repr(values[key]) if key in values else "(absent)"
+
+    diffs = [f"{k}: {show(old, k)} -> {show(new, k)}"
+             for k in sorted(old.keys() | new.keys()) if k not in old or k not in new or old[k] != new[k]]
+    if diffs:
+        raise ConfigError(f"cannot resume {ckpt}: settings differ from the run that wrote it "
+                          f"({'; '.join(diffs)}); {how}")
+
+
+def save_checkpoint(ckpt: Path, model, opt, sched, state: TrainState, settings: dict | None = None) -> None:
+    """Adapter + optimizer + scheduler + counters (+ the settings behind them), swapped in atomically."""
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp / "adapter")
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optim.pt")
     state.save(tmp / "state.json")
+    if settings is not None:
+        (tmp / "settings.json").write_text(json.dumps(settings, indent=1, sort_keys=True))
     old = ckpt.with_name(ckpt.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if ckpt.exists():
@@ -85,8 +116,12 @@ def save_checkpoint(ckpt: Path, model, opt, sched, state: TrainState) -> None:
 
 def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int, gradient_accumulation: int,
           learning_rate: float, epochs: int, max_steps: int, warmup_ratio: float, scheduler: str,
-          eval_every: int, patience: int, seed: int, validate: Callable[[object], float], log=print) -> TrainState:
-    """Train `model` (a peft model) in place; returns the state with the learning curve."""
+          eval_every: int, patience: int, seed: int, validate: Callable[[object], float], log=print,
+          settings: dict | None = None) -> TrainState:
+    """Train `model` (a peft model) in place; returns the state with the learning curve.
+
+    `settings` (JSON-able) is recorded in each checkpoint and must match on resume.
+    """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from tqdm import tqdm
@@ -112,6 +147,8 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
     ckpt = out / "checkpoint"
     state = TrainState()
     if (ckpt / "state.json").is_file():
+        if settings is not None:
+            check_resumable(out, settings)
         from peft.utils import load_peft_weights, set_peft_model_state_dict
 
         weights = load_peft_weights(str(ckpt / "adapter"), device=str(accelerator.device))
@@ -138,7 +175,7 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
         else:
             state.bad_evals += 1
         if accelerator.is_main_process:
-            save_checkpoint(ckpt, accelerator.unwrap_model(model), opt, sched, state)
+            save_checkpoint(ckpt, accelerator.unwrap_model(model), opt, sched, state, settings)
         accelerator.wait_for_everyone()
         shown = "-" if train_loss is None else f"{train_loss:.4f}"
         log(f"step {state.step}: train loss {shown}, valid loss {v_loss:.4f}, valid NDCG@10 {ndcg:.4f}")

@@ -6,8 +6,11 @@ import pytest
 import torch
 
 from llmrec.backends import ScoreRequest
+from llmrec.config import TrainConfig
 from llmrec.errors import ConfigError
 from llmrec.models.adapters import make_peft_config
+from llmrec.models.adapters.lora import lora_config
+from llmrec.models.adapters.prompt_tuning import prompt_tuning_config
 
 pytestmark = pytest.mark.slow
 TOL = 3e-4  # fp32 summation order (packed vs plain); a random, non-small LoRA B roughly doubles it
@@ -23,7 +26,8 @@ def adapted(request):
 
     path = resolve_model("smollm2-135m-instruct")
     torch.manual_seed(0)
-    cfg = make_peft_config(request.param, lora_rank=4, num_virtual_tokens=5)
+    own = {"lora": {"lora_rank": 4}, "prompt-tuning": {"num_virtual_tokens": 5}}[request.param]
+    cfg = make_peft_config(TrainConfig(adapter=request.param, **own))
     if request.param == "lora":
         cfg.init_lora_weights = False  # random B: the adapter changes the scores
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), cfg).eval()
@@ -81,8 +85,28 @@ def test_saved_adapter_scores_equal(adapted, tokenizer, tmp_path):
 
 def test_adapter_settings_are_checked():
     with pytest.raises(ConfigError, match="lm_head"):
-        make_peft_config("lora", lora_target_modules=("q_proj", "lm_head"))
+        lora_config(lora_target_modules=("q_proj", "lm_head"))
     with pytest.raises(ConfigError, match="num_virtual_tokens"):
-        make_peft_config("prompt-tuning", num_virtual_tokens=0)
+        prompt_tuning_config(num_virtual_tokens=0)
     with pytest.raises(ConfigError, match="train.adapter"):
-        make_peft_config("ia3")
+        TrainConfig(adapter="ia3")
+
+
+def test_each_adapter_gets_only_its_own_settings():
+    lora = make_peft_config(TrainConfig(lora_rank=16, lora_alpha=32, lora_dropout=0.1,
+                                        lora_target_modules=("q_proj", "v_proj")))
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout, sorted(lora.target_modules)) == (16, 32, 0.1,
+                                                                                         ["q_proj", "v_proj"])
+    soft = make_peft_config(TrainConfig(adapter="prompt-tuning", num_virtual_tokens=7, prompt_init_text="Pick one."),
+                            tokenizer_path="some/tokenizer")
+    assert (soft.num_virtual_tokens, soft.prompt_tuning_init_text, soft.tokenizer_name_or_path) == (
+        7, "Pick one.", "some/tokenizer")
+    # A setting of the other kind is a wrong argument, not silently dropped.
+    with pytest.raises(TypeError, match="num_virtual_tokens"):
+        lora_config(lora_rank=4, num_virtual_tokens=5)
+    with pytest.raises(TypeError, match="lora_rank"):
+        prompt_tuning_config(num_virtual_tokens=5, lora_rank=4)
+    with pytest.raises(ConfigError, match="^train.lora_rank is a LoRA setting; train.adapter is 'prompt-tuning'"):
+        make_peft_config(TrainConfig(adapter="prompt-tuning", lora_rank=16))
+    with pytest.raises(ConfigError, match="^train.num_virtual_tokens is a prompt-tuning setting; train.adapter is 'lora'"):
+        make_peft_config(TrainConfig(adapter="lora", num_virtual_tokens=8))

@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from llmrec.config import apply_overrides, from_dict, load_config, to_dict
+from llmrec.config import TrainConfig, apply_overrides, from_dict, load_config, to_dict
 from llmrec.prompts.render import load_template
 from llmrec.train.examples import build_examples, to_hf_dataset
 
@@ -22,7 +22,7 @@ def prepared_valid(tmp_path_factory, ml100k):
     cfg = load_config("scripts/configs/ml100k.toml", [
         f"out_dir={out}", "candidates.kinds=['sampled']", "split.history_len=3",
         "train.template=title/next_item_v1", "train.max_users=40", "train.history_len=3",
-        "train.prefixes_per_user=2", "train.valid_users=4", "train.batch_size=4", "train.max_steps=6",
+        "train.prefixes_per_user=2", "train.valid_users=16", "train.batch_size=4", "train.max_steps=6",
         "train.eval_every=3", "train.learning_rate=1e-3", "train.lora_dropout=0.0", "train.warmup_ratio=0", "train.patience=5"])
     prepare.run(cfg, log=lambda *_: None)
     return cfg
@@ -50,6 +50,8 @@ def test_train_then_rank_with_adapter(prepared_valid):
     assert (best / "adapter_config.json").is_file() and (best / "adapter_model.safetensors").is_file()
     assert json.loads((best / "template.json").read_text())["template"] == "title/next_item_v1"
     assert round(res.best_ndcg, 5) == max(c["valid_ndcg10"] for c in curve)
+    # Training beat zero-shot, so `best/` is a trained adapter (at step 0 LoRA B is zero: no effect).
+    assert res.best_step > 0 and res.best_ndcg > curve[0]["valid_ndcg10"]
     # The examples were cached: a second build reads them back.
     again = []
     train.cached_examples(prepared_valid, load_template("title/next_item_v1"), _tok(), _ds(prepared_valid),
@@ -64,6 +66,71 @@ def test_train_then_rank_with_adapter(prepared_valid):
     base = [json.loads(line) for line in (zero.run_dir / "ranks.jsonl").read_text().splitlines()]
     assert [r["user_id"] for r in rows] == [r["user_id"] for r in base]
     assert any(r["scores"] != b["scores"] for r, b in zip(rows, base))
+
+
+@pytest.fixture(scope="module")
+def tiny(prepared_valid, tmp_path_factory):
+    """A real run cut to one optimizer step on 8 users without NDCG scoring, saved in `<folder>/a`."""
+    from llmrec.recipes import train
+
+    folder = tmp_path_factory.mktemp("tiny")
+    cfg = with_(prepared_valid, "train.max_users=8", "train.max_steps=1", "train.valid_users=0",
+                f"train.out={folder / 'a'}")
+    train.run(cfg, log=lambda *_: None)
+    return cfg, folder
+
+
+def checkpoint_weights(out):
+    from safetensors.torch import load_file
+
+    return load_file(str(out / "checkpoint" / "adapter" / "adapter_model.safetensors"))
+
+
+def test_same_seed_gives_the_same_adapter(tiny):
+    from llmrec.recipes import train
+
+    cfg, folder = tiny
+    train.run(with_(cfg, f"train.out={folder / 'b'}"), log=lambda *_: None)
+    train.run(with_(cfg, f"train.out={folder / 'c'}", "train.seed=1"), log=lambda *_: None)
+    a, b, c = (checkpoint_weights(folder / name) for name in "abc")
+    assert len(a) == 2 * 7 * 30 and a.keys() == b.keys() == c.keys()  # A and B of 7 projections x 30 layers
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert all(not torch.equal(a[k], c[k]) for k in a if "lora_A" in k)
+
+
+def test_resume_with_changed_settings_is_refused(tiny):
+    from llmrec.errors import ConfigError
+    from llmrec.recipes import train
+
+    cfg, folder = tiny
+    out = folder / "a"
+    saved = (out / "llmrec.toml").read_text()
+    with pytest.raises(ConfigError) as err:
+        train.run(with_(cfg, "train.learning_rate=5e-4", "train.max_steps=2"), log=lambda *_: None)
+    assert str(err.value) == (f"cannot resume {out / 'checkpoint'}: settings differ from the run that wrote it "
+                              f"(train.learning_rate: 0.001 -> 0.0005; train.max_steps: 1 -> 2); "
+                              f"use a new train.out, or delete {out} to start over")
+    assert (out / "llmrec.toml").read_text() == saved and "learning_rate = 0.001\n" in saved
+    # The same settings resume (here: a finished run, so no further step).
+    logs = []
+    train.run(cfg, log=logs.append)
+    assert any(line.startswith("resuming from step 1") for line in logs)
+
+
+def test_checkpoint_without_settings_is_not_resumed(tmp_path):
+    from llmrec.errors import ConfigError
+    from llmrec.train.finetune import check_resumable
+
+    check_resumable(tmp_path, {"train.seed": 0})  # nothing to resume
+    (tmp_path / "checkpoint").mkdir()
+    (tmp_path / "checkpoint" / "state.json").write_text("{}")
+    with pytest.raises(ConfigError, match="records no training settings"):
+        check_resumable(tmp_path, {"train.seed": 0})
+    (tmp_path / "checkpoint" / "settings.json").write_text('{"train.seed": 0, "model.name": "m"}')
+    check_resumable(tmp_path, {"train.seed": 0, "model.name": "m"})
+    with pytest.raises(ConfigError, match=r"\(model.name: 'm' -> \(absent\)\)"):
+        check_resumable(tmp_path, {"train.seed": 0})
 
 
 def _tok():
@@ -106,7 +173,7 @@ def test_interrupted_training_resumes_to_the_same_weights(ml100k, ml100k_split, 
     def fresh():
         torch.manual_seed(0)
         base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        return get_peft_model(base, make_peft_config("lora", lora_rank=2, lora_dropout=0.0))
+        return get_peft_model(base, make_peft_config(TrainConfig(lora_rank=2, lora_dropout=0.0)))
 
     args = {"pad_id": tokenizer.pad_token_id, "batch_size": 2, "gradient_accumulation": 2,
             "learning_rate": 1e-3, "epochs": 2, "max_steps": 0, "warmup_ratio": 0.0, "scheduler": "linear",

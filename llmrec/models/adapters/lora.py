@@ -12,7 +12,7 @@ DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 
 
 def lora_config(lora_rank: int = 8, lora_alpha: int = 16, lora_dropout: float = 0.05,
-                lora_target_modules: tuple[str, ...] = DEFAULT_TARGETS, **_: object):
+                lora_target_modules: tuple[str, ...] = DEFAULT_TARGETS):
     from peft import LoraConfig, TaskType
 
     if "lm_head" in lora_target_modules:

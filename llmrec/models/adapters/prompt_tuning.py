@@ -5,8 +5,7 @@ from __future__ import annotations
 from llmrec.errors import ConfigError
 
 
-def prompt_tuning_config(num_virtual_tokens: int = 20, prompt_init_text: str = "", tokenizer_path: str = "",
-                         **_: object):
+def prompt_tuning_config(num_virtual_tokens: int = 20, prompt_init_text: str = "", tokenizer_path: str = ""):
     from peft import PromptTuningConfig, PromptTuningInit, TaskType
 
     if num_virtual_tokens < 1:
