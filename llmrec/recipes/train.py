@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llmrec.config import Config, dump_toml, to_dict
-from llmrec.data.candidates import CandidateSet
-from llmrec.data.loaders import load_dataset
+from llmrec.data.prepared import open_prepared
 from llmrec.data.split import Split
 from llmrec.errors import ConfigError
 from llmrec.prompts.render import load_template
+from llmrec.prompts.style import prompt_budget
 
 
 @dataclass
@@ -52,7 +52,8 @@ def checkpoint_settings(cfg: Config, template, split: Split, split_path: Path) -
             "candidates.n": cfg.candidates.n, "split.history_len": cfg.split.history_len}
 
 
-def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_len: int, log=print):
+def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_len: int, max_tokens: int,
+                    log=print):
     """(train, valid-loss) `datasets.Dataset`s, tokenised once and cached on disk by their inputs.
 
     The validation-loss examples are those of the last 5% of the users that have examples (at
@@ -65,13 +66,14 @@ def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_
 
     t = cfg.train
     key = json.dumps([template.sha256, getattr(tokenizer, "name_or_path", ""), len(tokenizer), split.dataset_hash,
-                      history_len, cfg.candidates.n, t.prefixes_per_user, t.max_users, t.seed])
+                      history_len, cfg.candidates.n, t.prefixes_per_user, t.max_users, t.seed, max_tokens])
     cache = Path(cfg.out_dir) / "examples" / hashlib.sha256(key.encode()).hexdigest()[:16]
     if (cache / "train").is_dir() and (cache / "valid").is_dir():
         log(f"training examples from cache {cache}")
         return datasets.load_from_disk(str(cache / "train")), datasets.load_from_disk(str(cache / "valid"))
     examples = build_examples(template, tokenizer, ds, split, history_len=history_len, n=cfg.candidates.n,
-                              prefixes_per_user=t.prefixes_per_user, max_users=t.max_users, seed=t.seed)
+                              prefixes_per_user=t.prefixes_per_user, max_users=t.max_users, max_tokens=max_tokens,
+                              seed=t.seed)
     if not examples:
         raise ConfigError(f"no training examples for {template.name}: every user has fewer than 2 training items")
     users = list(dict.fromkeys(e.user_id for e in examples))
@@ -87,7 +89,7 @@ def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_
 def run(cfg: Config, log=print) -> TrainResult:
     import torch
     from peft import get_peft_model
-    from transformers import AutoModelForCausalLM, set_seed
+    from transformers import AutoConfig, AutoModelForCausalLM, set_seed
 
     from llmrec.backends.hf import HFBackend
     from llmrec.eval.metrics import expected_rank, user_metrics
@@ -96,35 +98,39 @@ def run(cfg: Config, log=print) -> TrainResult:
     from llmrec.scoring.rank import LLMRanker, UserQuery
     from llmrec.train.finetune import check_resumable, train
 
-    t = cfg.train
-    template = load_template(t.template)
+    template = load_template(cfg.train.template)
+    prepared = open_prepared(cfg, log)
+    cfg, t = prepared.cfg, prepared.cfg.train
     out = default_out(cfg)
-    split_path = Path(cfg.out_dir) / "split.jsonl"
-    split = Split.load(split_path)
+    split_path = prepared.out_dir / "split.jsonl"
+    split = prepared.split()
     settings = checkpoint_settings(cfg, template, split, split_path)
     check_resumable(out, settings)  # before the files below would record settings a resume ignores
     out.mkdir(parents=True, exist_ok=True)
     (out / "llmrec.toml").write_text(dump_toml(cfg))
     (out / "template.json").write_text(json.dumps({"template": template.name, "sha256": template.sha256}))
 
-    ds = load_dataset(cfg.data, log)
+    ds = prepared.dataset(log)
     tokenizer = load_tokenizer(cfg.model.name)
     history_len = t.history_len or cfg.split.history_len
+    path = resolve_model(cfg.model.name)
+    # The prompt budget ranking will use with this adapter (the context less any virtual tokens), so
+    # a long history is cut the same way in training and in ranking.
+    context = int(getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", 2048))
+    context -= t.num_virtual_tokens if t.adapter == "prompt-tuning" else 0
+    max_tokens = prompt_budget(cfg.rank.max_prompt_tokens, context)
     from accelerate import PartialState
 
     with PartialState().main_process_first():  # under `accelerate launch`, one process builds the cache
-        train_ds, valid_ds = cached_examples(cfg, template, tokenizer, ds, split, history_len, log)
+        train_ds, valid_ds = cached_examples(cfg, template, tokenizer, ds, split, history_len, max_tokens, log)
     log(f"{len(train_ds)} training examples, {len(valid_ds)} for the validation loss ({template.name})")
 
-    path = resolve_model(cfg.model.name)
     device = pick_device(cfg.model.device)
     base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     set_seed(t.seed)  # the adapter's random init: the same command gives the same adapter
     model = get_peft_model(base, make_peft_config(t, tokenizer_path=str(path))).to(device)
 
-    vpath = Path(cfg.out_dir) / "candidates" / f"{t.valid_candidates}.jsonl"
-    vcands = CandidateSet.load(vpath)
-    vcands.check_dataset(split.dataset_hash, vpath)
+    _, vcands = prepared.candidates(t.valid_candidates)
     queries = [UserQuery(c.user_id, split[c.user_id].events(ds, vcands.stage, history_len), list(c.candidates))
                for c in vcands.lists[: t.valid_users]]
     positives = {c.user_id: c.positive for c in vcands.lists}

@@ -40,13 +40,15 @@ def adapters(tmp_path_factory):
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
+    from llmrec.config import TrainConfig
     from llmrec.models.adapters import make_peft_config
     from llmrec.models.load import resolve_model
 
     out = {}
     for kind in ("lora", "prompt-tuning"):
         torch.manual_seed(0)
-        cfg = make_peft_config(kind, lora_rank=8, num_virtual_tokens=6)
+        cfg = make_peft_config(TrainConfig(adapter=kind, **({"lora_rank": 8} if kind == "lora" else
+                                                            {"num_virtual_tokens": 6})))
         if kind == "lora":
             cfg.init_lora_weights = False
         model = get_peft_model(AutoModelForCausalLM.from_pretrained(resolve_model(MODEL), dtype=torch.float32), cfg)

@@ -29,8 +29,8 @@ def test_good_input(tmp_path, ml100k):
     ({**GOOD, "history": "12"}, r"users.jsonl:1: 'history' must be a JSON list, got str"),
     ({**GOOD, "candidates": "50"}, r"users.jsonl:1: 'candidates' must be a JSON list, got str"),
     ({**GOOD, "user_id": None}, r"users.jsonl:1: \"user_id\" must be a non-empty string or integer, got None"),
-    ({**GOOD, "history": [{"item_id": "1", "rating": "five"}]}, r"users.jsonl:1: user 'a' rating: expected a "
-                                                                 r"finite number, got 'five'"),
+    ({**GOOD, "history": [{"item_id": "1", "rating": "five"}]},
+     r"users.jsonl:1: user 'a' rating: expected a finite number, got 'five'"),
     ({**GOOD, "history": [{"item_id": "1", "timestamp": "NaN"}]}, r"users.jsonl:1: user 'a' timestamp"),
     ({**GOOD, "candidates": [["50"]]}, r"users.jsonl:1: user 'a' candidate: expected an item id"),
     ({"user_id": "a", "candidates": ["1"]}, r"users.jsonl:1: expected an object with \"user_id\", \"history\""),
