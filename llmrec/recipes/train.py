@@ -52,6 +52,16 @@ def checkpoint_settings(cfg: Config, template, split: Split, split_path: Path) -
             "candidates.n": cfg.candidates.n, "split.history_len": cfg.split.history_len}
 
 
+def training_prompt_budget(cfg: Config, model_path: str) -> int:
+    """The prompt budget ranking will use with this adapter (the model's context less any virtual
+    tokens, capped by `rank.max_prompt_tokens`), so a long history is cut the same way in both."""
+    from transformers import AutoConfig
+
+    context = int(getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", 2048))
+    context -= cfg.train.num_virtual_tokens if cfg.train.adapter == "prompt-tuning" else 0
+    return prompt_budget(cfg.rank.max_prompt_tokens, context)
+
+
 def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_len: int, max_tokens: int,
                     log=print):
     """(train, valid-loss) `datasets.Dataset`s, tokenised once and cached on disk by their inputs.
@@ -89,7 +99,7 @@ def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_
 def run(cfg: Config, log=print) -> TrainResult:
     import torch
     from peft import get_peft_model
-    from transformers import AutoConfig, AutoModelForCausalLM, set_seed
+    from transformers import AutoModelForCausalLM, set_seed
 
     from llmrec.backends.hf import HFBackend
     from llmrec.eval.metrics import expected_rank, user_metrics
@@ -114,11 +124,7 @@ def run(cfg: Config, log=print) -> TrainResult:
     tokenizer = load_tokenizer(cfg.model.name)
     history_len = t.history_len or cfg.split.history_len
     path = resolve_model(cfg.model.name)
-    # The prompt budget ranking will use with this adapter (the context less any virtual tokens), so
-    # a long history is cut the same way in training and in ranking.
-    context = int(getattr(AutoConfig.from_pretrained(path), "max_position_embeddings", 2048))
-    context -= t.num_virtual_tokens if t.adapter == "prompt-tuning" else 0
-    max_tokens = prompt_budget(cfg.rank.max_prompt_tokens, context)
+    max_tokens = training_prompt_budget(cfg, path)
     from accelerate import PartialState
 
     with PartialState().main_process_first():  # under `accelerate launch`, one process builds the cache

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from llmrec.config import TrainConfig, apply_overrides, from_dict, load_config, to_dict
+from llmrec.models.load import resolve_model
 from llmrec.prompts.render import load_template
 from llmrec.train.examples import build_examples, to_hf_dataset
 
@@ -55,7 +56,8 @@ def test_train_then_rank_with_adapter(prepared_valid):
     # The examples were cached: a second build reads them back.
     again = []
     train.cached_examples(prepared_valid, load_template("title/next_item_v1"), _tok(), _ds(prepared_valid),
-                          _split(prepared_valid), 3, again.append)
+                          _split(prepared_valid), 3, train.training_prompt_budget(prepared_valid, resolve_model(
+                              prepared_valid.model.name)), again.append)
     assert again and again[0].startswith("training examples from cache")
 
     cfg = with_(prepared_valid, f"model.adapter={best}", "rank.template=title/next_item_v1", "rank.users=3")
