@@ -154,18 +154,28 @@ class RankConfig:
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    """Classic recommenders fitted on the training split and run on saved candidate files."""
+    """Classic recommenders fitted on the training split and run on saved candidate files.
 
-    name: str = "bpr"  # pop | item-knn | user-knn | mf | bpr
+    Model settings left unset (None) take the model's own defaults, chosen on the validation
+    items; a setting the chosen model does not take is an error.
+    """
+
+    name: str = "bpr"  # pop | item-knn | user-knn | mf | bpr | als | ease | neumf | sasrec
     candidates: tuple[str, ...] = ("sampled-20.test",)  # labels under <out_dir>/candidates, or paths
-    embedding_size: int = 64
-    epochs: int = 100
-    learning_rate: float = 0.03
-    weight_decay: float = 1e-5
-    batch_size: int = 16384
-    patience: int = 5  # epochs without validation NDCG@10 gain before stopping
-    neighbours: int = 100  # KNN
-    shrink: float = 10.0  # KNN
+    embedding_size: int | None = None  # mf, bpr, als, neumf, sasrec
+    epochs: int | None = None  # most epochs (iterations for als); early stopping may end sooner
+    learning_rate: float | None = None
+    weight_decay: float | None = None  # L2 weight; ALS's and EASE's regularisation lambda
+    batch_size: int | None = None
+    patience: int | None = None  # epochs without validation NDCG@10 gain before stopping
+    neighbours: int | None = None  # item-knn, user-knn
+    shrink: float | None = None  # item-knn, user-knn
+    alpha: float | None = None  # als: confidence 1 + alpha * r (Hu, Koren & Volinsky 2008)
+    negatives: int | None = None  # neumf: sampled negatives per positive
+    layers: int | None = None  # neumf: MLP layers; sasrec: self-attention blocks
+    heads: int | None = None  # sasrec: attention heads
+    dropout: float | None = None  # sasrec
+    max_len: int | None = None  # sasrec: most recent items read
     seed: int = 0
     retrieve: int = 0  # also write candidates/retrieved-<N>.<stage>.jsonl from this model's top N
     top_k: int = 20  # candidates written per user in ranks.jsonl (the rank uses all of them)
@@ -173,6 +183,21 @@ class BaselineConfig:
     def __post_init__(self) -> None:
         if self.retrieve < 0 or self.top_k < 0:
             raise ConfigError("baseline.retrieve and baseline.top_k must be >= 0")
+        for key in ("embedding_size", "epochs", "batch_size", "patience", "neighbours", "negatives", "layers",
+                    "heads", "max_len"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"baseline.{key}: must be >= 1; got {value}")
+        for key in ("learning_rate", "alpha"):
+            value = getattr(self, key)
+            if value is not None and not value > 0:
+                raise ConfigError(f"baseline.{key}: must be > 0; got {value}")
+        for key in ("weight_decay", "shrink"):
+            value = getattr(self, key)
+            if value is not None and not value >= 0:
+                raise ConfigError(f"baseline.{key}: must be >= 0; got {value}")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ConfigError(f"baseline.dropout: must be in [0, 1); got {self.dropout}")
 
 
 @dataclass(frozen=True)

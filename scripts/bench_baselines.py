@@ -1,78 +1,157 @@
-"""Benchmark: llmrec's BPR-MF against the `implicit` library's BPR on the same ML-100K split.
+"""Peer benchmark: llmrec's baselines against reference implementations on the same split.
 
-Both are fitted on the same training matrix (leave-one-out, no validation/test items) in one
-process; printed: fit seconds, full-catalogue test NDCG@10 and HR@10 (unseen items only), and
-the ratios. llmrec's time includes its per-epoch validation used for early stopping.
+Pairs: llmrec `bpr` / `als` against the `implicit` library's BPR / ALS (its defaults, 64 factors),
+llmrec `sasrec` / `neumf` against RecBole's SASRec / NeuMF (run by `scripts/recbole_peer.py` in its
+own virtualenv `.venv-recbole`, skipped with a note when that is missing), plus `ease` and `pop`.
+Everything is fitted on the training part of the ML-100K leave-one-out split (default settings:
+hash tie-break, seed 0) for each seed, with the same thread count on every side (torch, BLAS,
+implicit's OpenMP, RecBole's torch). Printed: test NDCG@10 and HR@10 under full ranking (the test
+item among every item outside the user's history), sampled-20 NDCG@10 on the prepared candidate
+lists, fit seconds (mean ± sd over seeds), and the ratios llmrec / peer.
 
-    pip install implicit && python scripts/bench_baselines.py
+    python scripts/bench_baselines.py [--seeds 0 1 2] [--threads 1] [--models bpr als ease neumf sasrec pop]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = {"bpr": "implicit BPR", "als": "implicit ALS", "sasrec": "RecBole SASRec", "neumf": "RecBole NeuMF"}
 
-def full_test_metrics(score_all, data, split) -> tuple[float, float]:
-    """NDCG@10 and HR@10 of the test item among items outside the user's history (train + valid)."""
-    ndcg, hr = [], []
+
+def test_metrics(score_all, data, split, cands) -> dict[str, float]:
+    """Full-ranking NDCG@10 / HR@10 of the test item (items outside the user's history) and
+    NDCG@10 on the sampled-20 test lists."""
     scores = np.asarray(score_all(np.arange(len(data.users))), dtype=np.float64)
+    ndcg, hr, sampled = [], [], []
     for u, user in enumerate(data.users):
-        seq = split[user]
-        s = scores[u]
+        seq, s = split[user], scores[u].copy()
+        lst = cands[user]
+        sub = s[[data.item_index[i] for i in lst.candidates]]
+        p = sub[lst.candidates.index(lst.positive)]
+        rank = 1 + np.sum(sub > p) + (np.sum(sub == p) - 1) / 2
+        sampled.append(1 / np.log2(rank + 1) if rank <= 10 else 0.0)
         s[[data.item_index[i] for i in seq.history("test")]] = -np.inf
         p = s[data.item_index[seq.test]]
         rank = 1 + np.sum(s > p) + (np.sum(s == p) - 1) / 2
         ndcg.append(1 / np.log2(rank + 1) if rank <= 10 else 0.0)
         hr.append(float(rank <= 10))
-    return float(np.mean(ndcg)), float(np.mean(hr))
+    return {"ndcg10": float(np.mean(ndcg)), "hr10": float(np.mean(hr)), "sampled_ndcg10": float(np.mean(sampled))}
+
+
+def implicit_peer(name: str, data, seed: int, threads: int):
+    from implicit.cpu.als import AlternatingLeastSquares
+    from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+    cls = BayesianPersonalizedRanking if name == "bpr" else AlternatingLeastSquares
+    model = cls(factors=64, random_state=seed, num_threads=threads)
+    started = time.perf_counter()
+    model.fit(data.binary.astype(np.float32), show_progress=False)
+    seconds = time.perf_counter() - started
+    uf, itf = np.asarray(model.user_factors), np.asarray(model.item_factors)
+    return (lambda users: uf[users] @ itf.T), seconds
+
+
+def recbole_peer(name: str, seed: int, threads: int, split_path: Path, epochs: int) -> dict | None:
+    python = ROOT / ".venv-recbole" / "bin" / "python"
+    if not python.is_file():
+        return None
+    cmd = [str(python), str(ROOT / "scripts" / "recbole_peer.py"), "--model", {"sasrec": "SASRec", "neumf": "NeuMF"}[name],
+           "--seed", str(seed), "--threads", str(threads), "--split", str(split_path), "--epochs", str(epochs), "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    lines = [x for x in proc.stdout.splitlines() if x.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        print(f"RecBole {name} seed {seed} failed: {(proc.stderr or proc.stdout)[-400:]}", file=sys.stderr)
+        return None
+    return json.loads(lines[-1])
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--factors", type=int, default=64)
-    ap.add_argument("--epochs", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--models", nargs="+", default=["bpr", "als", "ease", "neumf", "sasrec", "pop"])
+    ap.add_argument("--recbole-epochs", type=int, default=200, help="RecBole's epoch cap (it early-stops)")
+    ap.add_argument("--out", default="runs/ml-100k/bench_baselines.json")
     args = ap.parse_args()
-
-    try:
-        from implicit.cpu.bpr import BayesianPersonalizedRanking
-    except ImportError:
-        raise SystemExit("this benchmark needs the implicit package: pip install implicit") from None
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
 
     import torch
+    from threadpoolctl import threadpool_limits
 
     from llmrec import baselines
-    from llmrec.config import DataConfig
+    from llmrec.config import DataConfig, SplitConfig
+    from llmrec.data.candidates import build
     from llmrec.data.loaders import load_dataset
     from llmrec.data.split import leave_one_out
 
-    # One-off import costs are kept out of both timings: torch's first optimizer pulls in
-    # torch._dynamo (~3 s), just as `implicit` is imported before its clock starts.
-    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    split = leave_one_out(load_dataset(DataConfig(), log=lambda *_: None))
+    torch.set_num_threads(args.threads)
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # one-off import cost kept out of the timings
+    split_cfg = SplitConfig()
+    split = leave_one_out(load_dataset(DataConfig(), log=lambda *_: None), split_cfg.tie_break, split_cfg.seed)
     data = baselines.TrainData.from_split(split)
+    cands = build(split, "sampled", 20, 0, "test").by_user()
+    split_path = Path(args.out).with_name("bench_split.jsonl")
+    split_path.parent.mkdir(parents=True, exist_ok=True)
+    split.save(split_path)
 
-    t = time.perf_counter()
-    ours = baselines.make("bpr", embedding_size=args.factors, epochs=args.epochs, seed=args.seed).fit(data)
-    t_ours = time.perf_counter() - t
-    ndcg_ours, hr_ours = full_test_metrics(ours.score_all, data, split)
+    results: dict[str, list[dict]] = {}
+    with threadpool_limits(args.threads):
+        for name in args.models:
+            for seed in args.seeds if name not in ("pop", "ease") else args.seeds[:1]:
+                kwargs = {} if name in ("pop", "ease") else {"seed": seed}
+                started = time.perf_counter()
+                model = baselines.make(name, **kwargs).fit(data)
+                seconds = time.perf_counter() - started
+                row = {"seed": seed, "fit_seconds": seconds, **test_metrics(model.score_all, data, split, cands)}
+                results.setdefault(f"llmrec {name}", []).append(row)
+                print(f"llmrec {name} seed {seed}: {row}", flush=True)
+                if name in ("bpr", "als"):
+                    score_all, seconds = implicit_peer(name, data, seed, args.threads)
+                    row = {"seed": seed, "fit_seconds": seconds, **test_metrics(score_all, data, split, cands)}
+                    results.setdefault(PEERS[name], []).append(row)
+                    print(f"{PEERS[name]} seed {seed}: {row}", flush=True)
+                elif name in ("sasrec", "neumf"):
+                    out = recbole_peer(name, seed, args.threads, split_path, args.recbole_epochs)
+                    if out is not None:
+                        row = {"seed": seed, "fit_seconds": out["fit_seconds"], "ndcg10": out["test_ndcg10"],
+                               "hr10": out["test_hr10"], "sampled_ndcg10": None, "note": out.get("note")}
+                        results.setdefault(PEERS[name], []).append(row)
+                        print(f"{PEERS[name]} seed {seed}: {row}", flush=True)
 
-    model = BayesianPersonalizedRanking(factors=args.factors, iterations=args.epochs, random_state=args.seed)
-    t = time.perf_counter()
-    model.fit(data.binary.astype(np.float32), show_progress=False)
-    t_impl = time.perf_counter() - t
-    uf, itf = np.asarray(model.user_factors), np.asarray(model.item_factors)
-    ndcg_impl, hr_impl = full_test_metrics(lambda users: uf[users] @ itf.T, data, split)
+    def stat(rows: list[dict], key: str) -> str:
+        x = [r[key] for r in rows if r.get(key) is not None]
+        return "-" if not x else f"{np.mean(x):.4f} ± {np.std(x):.4f}" if key != "fit_seconds" else \
+            f"{np.mean(x):.1f} ± {np.std(x):.1f}"
 
-    print(f"ML-100K leave-one-out, {len(data.users)} users, {len(data.items)} items, "
-          f"{data.binary.nnz} training interactions, {args.factors} factors")
-    print(f"{'model':36s}{'fit s':>8s}{'NDCG@10':>9s}{'HR@10':>8s}")
-    print(f"{'llmrec BPR-MF (best epoch ' + str(ours.best_epoch) + ')':36s}{t_ours:8.2f}{ndcg_ours:9.4f}{hr_ours:8.4f}")
-    print(f"{'implicit BPR (' + str(args.epochs) + ' iterations)':36s}{t_impl:8.2f}{ndcg_impl:9.4f}{hr_impl:8.4f}")
-    print(f"time ratio llmrec/implicit: {t_ours / t_impl:.2f}; NDCG@10 ratio llmrec/implicit: {ndcg_ours / ndcg_impl:.2f}")
+    print(f"\nML-100K leave-one-out, {len(data.users)} users, {len(data.items)} items, {data.binary.nnz} training "
+          f"interactions; seeds {args.seeds}; {args.threads} thread(s) each; mean ± sd over seeds")
+    print("| model | full NDCG@10 | full HR@10 | sampled-20 NDCG@10 | fit s |")
+    print("|---|---|---|---|---|")
+    for label, rows in results.items():
+        print(f"| {label} | {stat(rows, 'ndcg10')} | {stat(rows, 'hr10')} | {stat(rows, 'sampled_ndcg10')} | "
+              f"{stat(rows, 'fit_seconds')} |")
+    print("\nratios llmrec / peer (means over seeds):")
+    for name, peer in PEERS.items():
+        ours, theirs = results.get(f"llmrec {name}"), results.get(peer)
+        if ours and theirs:
+            q = np.mean([r["ndcg10"] for r in ours]) / np.mean([r["ndcg10"] for r in theirs])
+            t = np.mean([r["fit_seconds"] for r in ours]) / np.mean([r["fit_seconds"] for r in theirs])
+            print(f"  {name} vs {peer}: full NDCG@10 x{q:.2f}, fit time x{t:.2f}")
+        elif ours:
+            print(f"  {name} vs {peer}: peer not run (for RecBole: bash scripts/setup_recbole.sh)")
+    Path(args.out).write_text(json.dumps(results, indent=1))
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Classic recommenders behind the same scorer interface as the LLM rankers.
 
 Each is fitted on the training part of the leave-one-out split (no validation or test items)
-and answers `score(user_id, history, candidates)` for any candidate list, so it scores exactly the
-saved candidate files the LLM runs score, and the full catalogue as well.
+and scores the whole catalogue for any user (`score_all`), so it scores exactly the saved
+candidate files the LLM runs score, and the full catalogue as well. Sequence models (SASRec) read
+the user's history before the target: the training items for the validation target, the training
+items plus the validation item for the test target, as in Kang & McAuley (2018).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Protocol
 import numpy as np
 import scipy.sparse as sp
 
+from llmrec.baselines.vectors import Vectors
 from llmrec.config import BaselineConfig
 from llmrec.data.split import Split, natural_key
 from llmrec.errors import ConfigError
@@ -22,7 +25,8 @@ from llmrec.errors import ConfigError
 
 @dataclass
 class TrainData:
-    """Index maps and the user x item training matrices (binary and ratings), CSR."""
+    """Index maps, the user x item training matrices (binary and ratings, CSR) and each user's
+    training items in time order."""
 
     users: list[str]
     items: list[str]
@@ -31,6 +35,12 @@ class TrainData:
     binary: sp.csr_matrix
     ratings: sp.csr_matrix
     valid: np.ndarray  # per user: index of the validation item (for early stopping)
+    sequences: list[np.ndarray]  # per user: training item indices, oldest first
+
+    def history(self, user: int, stage: str) -> np.ndarray:
+        """Item indices seen before the `stage` target: training items (+ the validation item for test)."""
+        seq = self.sequences[user]
+        return np.append(seq, self.valid[user]) if stage == "test" else seq
 
     @classmethod
     def from_split(cls, split: Split) -> TrainData:
@@ -51,7 +61,8 @@ class TrainData:
         binary = ratings.copy()
         binary.data[:] = 1.0
         valid = np.array([ii[s.valid] for s in split])
-        return cls(users, items, ui, ii, binary, ratings, valid)
+        sequences = [np.array([ii[i] for i in s.train], dtype=np.int64) for s in split]
+        return cls(users, items, ui, ii, binary, ratings, valid, sequences)
 
 
 class Recommender(Protocol):
@@ -59,14 +70,19 @@ class Recommender(Protocol):
 
     def fit(self, data: TrainData) -> Recommender: ...
 
-    def score_all(self, users: np.ndarray) -> np.ndarray:
-        """Scores of every item for the given user indices (rows) — used for full ranking."""
+    def score_all(self, users: np.ndarray, stage: str = "test") -> np.ndarray:
+        """Scores of every item for the given user indices (rows) when predicting the `stage`
+        target; only models that read the history before the target (SASRec) depend on `stage`."""
+        ...
+
+    def vectors(self) -> Vectors | None:
+        """The learned user and item vectors (see `vectors.py`), or None for models without them."""
         ...
 
 
 def score_candidates(model: Recommender, data: TrainData, user_id: str, candidates: Sequence[str]) -> np.ndarray:
     """The scorer interface: one score per candidate (items unseen in training get -inf)."""
-    row = model.score_all(np.array([data.user_index[user_id]]))[0]
+    row = model.score_all(np.array([data.user_index[user_id]]), "test")[0]
     return np.array([row[data.item_index[c]] if c in data.item_index else -np.inf for c in candidates])
 
 
@@ -76,11 +92,16 @@ REGISTRY = {
     "user-knn": "llmrec.baselines.knn:UserKNN",
     "mf": "llmrec.baselines.mf:BiasedMF",
     "bpr": "llmrec.baselines.mf:BPRMF",
+    "als": "llmrec.baselines.als:ALS",
+    "ease": "llmrec.baselines.ease:EASE",
+    "neumf": "llmrec.baselines.neumf:NeuMF",
+    "sasrec": "llmrec.baselines.sasrec:SASRec",
 }
 
 
 MODEL_SETTINGS = ("embedding_size", "epochs", "learning_rate", "weight_decay", "batch_size", "patience",
-                  "neighbours", "shrink", "seed")  # [baseline] keys that belong to one model or another
+                  "neighbours", "shrink", "alpha", "negatives", "layers", "heads", "dropout", "max_len",
+                  "seed")  # [baseline] keys that belong to one model or another
 
 
 def _class(name: str) -> type:
@@ -107,16 +128,22 @@ def make(name: str, **settings) -> Recommender:
 
 
 def from_config(cfg: BaselineConfig) -> tuple[Recommender, dict]:
-    """The configured model and the settings it was built with. A model setting changed from its
-    default for a model that does not use it (`baseline.neighbours=50` with `name = "bpr"`) is an
-    error, as unknown config keys are: it would otherwise be silently ignored."""
-    accepted, default = [k for k in settings_of(cfg.name) if k in MODEL_SETTINGS], BaselineConfig()
-    for key in MODEL_SETTINGS:
-        if key not in accepted and getattr(cfg, key) != getattr(default, key):
-            raise ConfigError(f"baseline.{key} = {getattr(cfg, key)!r} is not a setting of {cfg.name!r} "
+    """The configured model and the settings it runs with (its own defaults for unset ones).
+
+    Unset (None) settings take the model's defaults, which were chosen on the validation items
+    (`scripts/tune_baselines.py`). A setting given for a model that does not take it
+    (`baseline.neighbours=50` with `name = "bpr"`) is an error, as unknown config keys are.
+    """
+    accepted = [k for k in settings_of(cfg.name) if k in MODEL_SETTINGS]
+    given = {k: getattr(cfg, k) for k in MODEL_SETTINGS if getattr(cfg, k) is not None}
+    if "seed" not in accepted and cfg.seed == 0:
+        del given["seed"]  # the default seed is fine for a model without randomness
+    for key, value in given.items():
+        if key not in accepted:
+            raise ConfigError(f"baseline.{key} = {value!r} is not a setting of {cfg.name!r} "
                               f"(its settings: {accepted or 'none'}); remove it")
-    settings = {key: getattr(cfg, key) for key in accepted}
-    return make(cfg.name, **settings), settings
+    model = make(cfg.name, **given)
+    return model, {k: getattr(model, k) for k in accepted}
 
 
 def full_valid_ndcg10(model: Recommender, data: TrainData, batch: int = 512) -> float:
@@ -125,7 +152,7 @@ def full_valid_ndcg10(model: Recommender, data: TrainData, batch: int = 512) -> 
     total = 0.0
     for start in range(0, len(data.users), batch):
         users = np.arange(start, min(start + batch, len(data.users)))
-        scores = np.asarray(model.score_all(users), dtype=np.float64)
+        scores = np.asarray(model.score_all(users, "valid"), dtype=np.float64)
         seen = data.binary[users].toarray() > 0
         scores[seen] = -np.inf
         pos = scores[np.arange(len(users)), data.valid[users]]

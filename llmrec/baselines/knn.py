@@ -36,6 +36,9 @@ class _KNN:
         self.sim: sp.csr_matrix | None = None
         self.data: TrainData | None = None
 
+    def vectors(self) -> None:
+        return None  # neighbourhood models have no user or item vectors
+
 
 class ItemKNN(_KNN):
     name = "item-knn"
@@ -45,7 +48,7 @@ class ItemKNN(_KNN):
         self.sim = cosine_topk(data.binary.T.tocsr(), self.shrink, self.neighbours)
         return self
 
-    def score_all(self, users: np.ndarray) -> np.ndarray:
+    def score_all(self, users: np.ndarray, stage: str = "test") -> np.ndarray:
         assert self.sim is not None and self.data is not None, "fit first"
         return (self.data.binary[users] @ self.sim.T).toarray()
 
@@ -58,6 +61,6 @@ class UserKNN(_KNN):
         self.sim = cosine_topk(data.binary, self.shrink, self.neighbours)
         return self
 
-    def score_all(self, users: np.ndarray) -> np.ndarray:
+    def score_all(self, users: np.ndarray, stage: str = "test") -> np.ndarray:
         assert self.sim is not None and self.data is not None, "fit first"
         return (self.sim[users] @ self.data.binary).toarray()

@@ -17,6 +17,9 @@ class Popularity:
         self.counts = np.asarray(data.binary.sum(0)).ravel().astype(np.float64)
         return self
 
-    def score_all(self, users: np.ndarray) -> np.ndarray:
+    def score_all(self, users: np.ndarray, stage: str = "test") -> np.ndarray:
         assert self.counts is not None, "fit first"
         return np.tile(self.counts, (len(users), 1))
+
+    def vectors(self) -> None:
+        return None

@@ -1,7 +1,8 @@
 """`llmrec baseline`: fit a classic recommender on the training split and score candidate files.
 
 Each candidate file gets a run directory `<out_dir>/baselines/<name>--<label>` in the same format
-as LLM runs, so `llmrec compare` treats both alike. With `baseline.retrieve = N` the model's top-N
+as LLM runs, so `llmrec compare` treats both alike, plus the model's learned user and item
+vectors (`vectors.npz`, see `llmrec/baselines/vectors.py`) where it has them. With `baseline.retrieve = N` the model's top-N
 unseen items per user are also saved as `candidates/retrieved-N.<stage>.jsonl` (two-stage
 evaluation as in LlamaRec): the held-out item is in a list only if the retriever found it, and a
 user it missed is recorded as a miss for every reranker of that file.
@@ -40,7 +41,7 @@ def retrieve(model: baselines.Recommender, data: baselines.TrainData, split: Spl
     cs = CandidateSet("retrieved", n, seed, stage, split.dataset_hash)
     for start in range(0, len(data.users), 512):
         users = np.arange(start, min(start + 512, len(data.users)))
-        scores = np.asarray(model.score_all(users), dtype=np.float64)
+        scores = np.asarray(model.score_all(users, stage), dtype=np.float64)
         for row, u in enumerate(users):
             seq = split[data.users[u]]
             s = scores[row]
@@ -65,6 +66,7 @@ def run(cfg: Config, log=print) -> BaselineResult:
     fit_seconds = time.time() - started
     log(f"fitted {b.name} in {fit_seconds:.1f}s" + (f" (best epoch {model.best_epoch})" if hasattr(model, "best_epoch") else ""))
 
+    vectors = model.vectors()
     result = BaselineResult([], {}, fit_seconds)
     if b.retrieve:
         cs = retrieve(model, data, split, b.retrieve, "test", b.seed)
@@ -84,12 +86,14 @@ def run(cfg: Config, log=print) -> BaselineResult:
             users = np.array([data.user_index[c.user_id] for c in cs.lists])
             for start in range(0, len(users), 512):
                 chunk = cs.lists[start:start + 512]
-                scores = np.asarray(model.score_all(users[start:start + 512]), dtype=np.float64)
+                scores = np.asarray(model.score_all(users[start:start + 512], cs.stage), dtype=np.float64)
                 for c, s_all in zip(chunk, scores):
                     s = np.array([s_all[data.item_index[i]] if i in data.item_index else -np.inf for i in c.candidates])
                     rows.append(runs.rank_row(c.user_id, list(c.candidates), s, c.positive, b.top_k,
                                               c.missed is not None))
             runs.append_ranks(run_dir, rows)
+            if vectors is not None:
+                vectors.save(run_dir)
             metrics = metrics_of_rows(rows)
             runs.write_json(run_dir / "metrics.json", metrics)
             (run_dir / "config.toml").write_text(dump_toml(cfg))

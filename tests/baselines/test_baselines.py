@@ -10,7 +10,8 @@ def hand_data():
     # users x items: u0 {0,1}, u1 {0,1,2}, u2 {2,3}
     m = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 1, 1, 0], [0, 0, 1, 1]], dtype=np.float32))
     return TrainData(["u0", "u1", "u2"], ["a", "b", "c", "d"], {"u0": 0, "u1": 1, "u2": 2},
-                     {"a": 0, "b": 1, "c": 2, "d": 3}, m, m, np.array([2, 3, 0]))
+                     {"a": 0, "b": 1, "c": 2, "d": 3}, m, m, np.array([2, 3, 0]),
+                     [np.array([0, 1]), np.array([0, 1, 2]), np.array([2, 3])])
 
 
 def test_item_knn_by_hand():

@@ -38,3 +38,27 @@ def test_baselines_score_the_same_candidates_and_compare(prepared, tmp_path):
     assert m["HR@10"] <= bpr.retriever_recall  # misses count as misses for the reranker
     with pytest.raises(DataError, match="different candidate files"):
         compare([pop_dir, pop_r.run_dirs[0]])
+
+
+def test_new_baselines_score_exactly_the_candidate_file(prepared, tmp_path):
+    from llmrec.baselines.vectors import Vectors
+
+    path = prepared.out_dir + "/candidates/sampled-20.test.jsonl"
+    lists = {c.user_id: c for c in CandidateSet.load(__import__("pathlib").Path(path)).lists}
+    for name, extra in (("ease", []), ("sasrec", ["baseline.epochs=2", "baseline.max_len=10"])):
+        res = baseline.run(with_(prepared, f"baseline.name={name}", "baseline.top_k=0", *extra), log=lambda *_: None)
+        (run_dir,) = res.run_dirs
+        rows = [json.loads(x) for x in (run_dir / "ranks.jsonl").read_text().splitlines()]
+        assert len(rows) == len(lists) == 943
+        for r in rows:
+            assert sorted(r["candidates"]) == sorted(lists[r["user_id"]].candidates)  # these items, all of them
+        meta = json.loads((run_dir / "run.json").read_text())
+        if name == "sasrec":
+            assert meta["settings"]["epochs"] == 2 and meta["settings"]["max_len"] == 10
+            assert meta["settings"]["heads"] == 1  # the model's own default, recorded
+            assert Vectors.load(run_dir).user_vectors.shape == (943, 64)
+        else:
+            assert meta["settings"] == {"kind": "baseline", "model": "ease", "weight_decay": 100.0,
+                                        "source": path, "source_sha256": meta["settings"]["source_sha256"],
+                                        "dataset_hash": meta["settings"]["dataset_hash"]}
+            assert not (run_dir / "vectors.npz").exists()
