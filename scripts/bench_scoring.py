@@ -40,18 +40,18 @@ def main() -> None:
 
     from llmrec.backends.hf import HFBackend
     from llmrec.config import load_config
-    from llmrec.data.loaders import load_dataset
+    from llmrec.data.prepared import open_prepared
     from llmrec.models.load import load_tokenizer
     from llmrec.prompts.render import load_template
     from llmrec.recipes import prepare
-    from llmrec.recipes.rank import _from_candidates
     from llmrec.scoring.rank import LLMRanker
 
     cfg = load_config(None, [f"out_dir={args.out_dir!r}".replace("'", '"'), "candidates.kinds=['sampled']",
                              "candidates.stages=['test']", f"split.history_len={args.history_len}"])
-    prepare.run(cfg, log=lambda *_: None)
-    ds = load_dataset(cfg.data, log=lambda *_: None)
-    queries = _from_candidates(cfg, ds).queries[: args.users]
+    prepare.run(cfg, log=lambda *_: None, force=True)  # the benchmark's own scratch folder
+    prepared = open_prepared(cfg, log=lambda *_: None)
+    ds = prepared.dataset(log=lambda *_: None)
+    queries = prepared.job(ds).queries[: args.users]
     backend = HFBackend(args.model, device=args.device)
     tok = load_tokenizer(args.model)
     ranker = LLMRanker(load_template(args.template), backend, tok, ds)
