@@ -42,7 +42,7 @@ class _Net(nn.Module):
 class NeuMF:
     name = "neumf"
 
-    def __init__(self, embedding_size: int = 32, layers: int = 3, negatives: int = 4, epochs: int = 100,
+    def __init__(self, embedding_size: int = 64, layers: int = 3, negatives: int = 4, epochs: int = 100,
                  learning_rate: float = 1e-3, batch_size: int = 2048, patience: int = 5, seed: int = 0,
                  verbose: bool = False) -> None:
         if min(embedding_size, layers, negatives, epochs, batch_size, patience) < 1 or learning_rate <= 0:
