@@ -8,13 +8,13 @@ with an empty history or no candidates are skipped and counted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmrec.assets import sha256_file
 from llmrec.data.candidates import CandidateSet
 from llmrec.data.dataset import Dataset, Interaction
 from llmrec.data.split import Split
@@ -43,14 +43,6 @@ class Job:
 
     def count(self, what: str, n: int = 1) -> None:
         self.skipped[what] = self.skipped.get(what, 0) + n
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _add(job: Job, ds: Dataset, on_unknown: str, user_id: str, history: list[Interaction],

@@ -16,6 +16,7 @@ from typing import Any, Self
 
 from tqdm import tqdm
 
+from llmrec.assets import sha256_file
 from llmrec.config import Config, dump_toml
 from llmrec.data import queries
 from llmrec.data.prepared import open_prepared
@@ -52,7 +53,7 @@ def check_adapter(adapter: str, template, log=print) -> None:
 def adapter_sha256(adapter: str) -> str:
     """Digest of an adapter's weights: retraining into the same folder changes scores, so it is a setting."""
     weights = sorted(Path(adapter).glob("adapter_model.*"))
-    return queries.sha256_file(weights[0]) if weights else ""
+    return sha256_file(weights[0]) if weights else ""
 
 
 def default_run_dir(cfg: Config) -> Path:
