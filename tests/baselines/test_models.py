@@ -15,7 +15,7 @@ FAST = {  # a few epochs each: enough to learn, small enough for CI
     "mf": {"epochs": 5},
     "als": {"epochs": 8},
     "ease": {},
-    "neumf": {"epochs": 4, "batch_size": 4096},
+    "neumf": {"epochs": 12, "batch_size": 2048},
     "sasrec": {"epochs": 8, "max_len": 20, "batch_size": 64},
 }
 SEEDED = ("bpr", "als", "neumf", "sasrec")
