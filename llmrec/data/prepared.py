@@ -22,6 +22,11 @@ from llmrec.errors import ConfigError, DataError
 
 PREPARED = "prepared.json"
 RUN_TIME_SPLIT_KEYS = ("history_len",)  # split settings read at ranking time, not fixed by prepare
+RUN_TIME_DATA_KEYS = ("item_noun",)  # only words in prompts: may differ from the folder's record
+
+
+def _data_fields(data: DataConfig) -> dict[str, Any]:
+    return {k: v for k, v in to_dict(data).items() if k not in RUN_TIME_DATA_KEYS}
 
 
 def _split_fields(split: SplitConfig) -> dict[str, Any]:
@@ -63,8 +68,8 @@ def read_record(out_dir: Path) -> dict[str, Any] | None:
 
 def differences(cfg: Config, record: dict[str, Any]) -> list[str]:
     """How `cfg`'s data and split settings differ from a folder's record (empty: the same data)."""
-    recorded_data = to_dict(from_dict(DataConfig, record["data"], prefix="data."))
-    return (_diff("data", recorded_data, to_dict(cfg.data))
+    recorded_data = _data_fields(from_dict(DataConfig, record["data"], prefix="data."))
+    return (_diff("data", recorded_data, _data_fields(cfg.data))
             + _diff("split", record.get("split", {}), _split_fields(cfg.split)))
 
 
@@ -133,7 +138,7 @@ def open_prepared(cfg: Config, log=print) -> Prepared:
         raise DataError(f"{out} is not a prepared folder (no {PREPARED}); build it with `{prepare_command(cfg)}`")
     diffs = differences(cfg, record)
     if diffs:
-        defaults = not (_diff("data", to_dict(DataConfig()), to_dict(cfg.data))
+        defaults = not (_diff("data", _data_fields(DataConfig()), _data_fields(cfg.data))
                         + _diff("split", _split_fields(SplitConfig()), _split_fields(cfg.split)))
         if not defaults:
             raise ConfigError(f"{out} was prepared from other data ({'; '.join(diffs)}); use the settings it "
@@ -141,5 +146,7 @@ def open_prepared(cfg: Config, log=print) -> Prepared:
                               f"`{prepare_command(dataclasses.replace(cfg, out_dir=str(out) + '-2'))}`")
         log(f"using the data settings recorded in {out}: dataset {record['data'].get('dataset')!r}")
     data = from_dict(DataConfig, record["data"], prefix="data.")
+    if cfg.data.item_noun != DataConfig().item_noun:  # a wording chosen for this run
+        data = dataclasses.replace(data, item_noun=cfg.data.item_noun)
     split = from_dict(SplitConfig, {**to_dict(cfg.split), **record.get("split", {})}, prefix="split.")
     return Prepared(out, dataclasses.replace(cfg, data=data, split=split))

@@ -35,9 +35,15 @@ def test_commands_use_the_folder_data(tmp_path, capsys):
     assert json.loads((run / "metrics.json").read_text())["users"] == 12
 
     # A config that names other data is refused, with the differences listed.
-    with pytest.raises(ConfigError, match=r"was prepared from other data \(data.dataset: 'books' -> 'ml-100k'"):
-        from llmrec.data.prepared import open_prepared
-        open_prepared(load_config(None, [f"out_dir={out}", "data.dataset=ml-100k", "data.item_noun=film"]))
+    from llmrec.data.prepared import open_prepared
+    with pytest.raises(ConfigError, match=r"was prepared from other data \(data.dataset: 'books' -> 'ml-100k'.*"
+                                          r"data.min_rating: None -> 4.0"):
+        open_prepared(load_config(None, [f"out_dir={out}", "data.min_rating=4", "data.item_noun=film"]))
+
+    # Only prompt wording may differ from the record: the folder's data, with this run's noun.
+    worded = open_prepared(load_config(None, [f"out_dir={out}", "data.item_noun=volume"]), log=lambda *_: None)
+    assert (worded.cfg.data.dataset, worded.cfg.data.item_noun) == ("books", "volume")
+    assert open_prepared(load_config(None, [f"out_dir={out}"]), log=lambda *_: None).cfg.data.item_noun == "book"
 
     # `prepare` with the defaults into that folder refuses and names the exact command that would replace it.
     capsys.readouterr()

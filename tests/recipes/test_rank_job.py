@@ -117,6 +117,10 @@ def test_cli_rank_and_render(prepared, tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out.strip() == (Path(__file__).parents[1] / "golden" / "title__next_item_v1.txt").read_text()
     assert "tokens; 0 oldest history items dropped" in captured.err
+    # Overrides after the options, and a wording setting that the prepared folder does not fix.
+    assert main(["prompts", "render", "-t", "title/next_item_v1", "--user", "7", "--config", cfg_path,
+                 "data.item_noun=film"]) == 0
+    assert "Here are the films a user watched" in capsys.readouterr().out
     assert main(["rank", "--config", cfg_path, "--template", "nope/x_v1", "--users", "1"]) == 2
     assert "template 'nope/x_v1' not found" in capsys.readouterr().err
 
