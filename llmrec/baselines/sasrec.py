@@ -132,6 +132,7 @@ class SASRec:
     def vectors(self) -> Vectors:
         assert self.net is not None and self.data is not None, "fit first"
         d = self.data
-        users = self.user_vectors(np.arange(len(d.users)), "test")
-        return Vectors(self.name, d.users, d.items, users, self.net.item.weight[1:].detach().numpy(),
-                       np.zeros(len(d.items), dtype=np.float32))
+        users = np.arange(len(d.users))
+        return Vectors(self.name, d.users, d.items, self.user_vectors(users, "test"),
+                       self.net.item.weight[1:].detach().numpy(), np.zeros(len(d.items), dtype=np.float32),
+                       valid_user_vectors=self.user_vectors(users, "valid"))

@@ -63,6 +63,10 @@ def test_vectors_round_trip_and_reproduce_scores(name, small, fitted, tmp_path):
     else:
         assert back.exact
         np.testing.assert_allclose(back.scores(users), model.score_all(users, "test"), rtol=1e-4, atol=1e-4)
+        # the validation-stage user vectors reproduce the validation scores (SASRec saves its own)
+        assert (back.valid_user_vectors is not None) == (name == "sasrec")
+        valid = back.users_at("valid")[users] @ back.item_vectors.T + back.item_bias
+        np.testing.assert_allclose(valid, model.score_all(users, "valid"), rtol=1e-4, atol=1e-4)
 
 
 def test_sasrec_reads_the_history_before_the_target(small, fitted):
