@@ -146,6 +146,43 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+_BLEND_HELP = """\
+Writes a run directory whose per-candidate scores are, for each user, a weighted sum of
+the runs' scores z-scored over that user's candidates: the cheap reference for joining an
+LLM with a collaborative model. The runs must share one candidate file and score every
+candidate (no top_k cut); users not in every run are dropped.
+
+Weights lie on the simplex. Unless --weights gives them, a grid search (--step) picks the
+ones with the best mean NDCG@10 on the validation candidates, ties going to the most even
+weights. Each run's validation run is the folder next to it with the same settings on
+<label>.valid.jsonl instead of <label>.test.jsonl (or --valid); when one is missing the
+error gives the command that writes it.
+
+example:
+  llmrec blend runs/ml-100k/baselines/sasrec--sampled-20.test \\
+               runs/ml-100k/baselines/bpr--sampled-20.test
+"""
+
+
+def cmd_blend(args: argparse.Namespace) -> int:
+    from llmrec.errors import DataError
+    from llmrec.eval.blend import blend
+
+    try:
+        weights = [float(x) for x in args.weights.split(",")] if args.weights else None
+    except ValueError:
+        raise DataError(f"--weights {args.weights!r}: expected comma-separated numbers, e.g. 0.3,0.7") from None
+    res = blend(args.runs, args.out, args.valid, weights, args.step)
+    how = "given" if weights is not None else f"chosen on validation, step {res.step:g}"
+    print(f"weights ({how}): " + ", ".join(f"{n} {w:.2f}" for n, w in zip(res.names, res.weights)))
+    if res.valid:
+        singles = ", ".join(f"{n} {x:.4f}" for n, x in zip(res.names, res.valid["ndcg10"]))
+        print(f"validation NDCG@10 ({res.valid['users']} users): {singles}, blend {res.valid['blend_ndcg10']:.4f}")
+    print(f"test ({res.users} users): " + ", ".join(f"{k}={res.metrics[k]:.4f}" for k in ("NDCG@10", "HR@1", "MRR")))
+    print(f"run directory: {res.run_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `llmrec` parser (its subcommand parsers are in `_commands`)."""
     return _build_parsers()[0]
@@ -222,6 +259,19 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     p.add_argument("--permutations", type=int, default=10000, help="randomization test sign flips")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("blend", help="fuse runs on the same candidates: z-scored weighted sum of their scores",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description=_BLEND_HELP)
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="runs to blend (at least two)")
+    p.add_argument("--valid", nargs="+", metavar="RUN_DIR",
+                   help="their validation runs, one per run in the same order (default: found next to each run)")
+    p.add_argument("--weights", help="comma-separated weights, one per run (e.g. 0.3,0.7; normalised to sum 1): "
+                                     "no search, no validation runs needed")
+    p.add_argument("--step", type=float, help="grid step of the weight search (default 0.05; 0.1 for more than "
+                                              "3 runs)")
+    p.add_argument("--out", help="output run directory (default: <parent of the first run>/blend--<names>)")
+    p.set_defaults(func=cmd_blend)
 
     p = sub.add_parser("prompts", help="list templates or render one for a user",
                        description="`prompts list` shows the shipped templates; `prompts render --template X "

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from llmrec.assets import sha256_file
+from llmrec.cli import main
 from llmrec.errors import DataError
 from llmrec.eval import runs
 from llmrec.eval.blend import blend, simplex, zscore
@@ -205,3 +206,18 @@ def test_refuses_foreign_out_dir(tmp_path):
         blend([a, c], out=tmp_path / "ab", weights=[1, 1])
     assert (tmp_path / "notes" / "todo.txt").read_text() == "mine"
 
+
+def test_cli_blend(tmp_path, capsys):
+    a = make_run(tmp_path, "a--sampled-5.test", even_sure)
+    b = make_run(tmp_path, "b--sampled-5.test", odd_sure)
+    va = make_run(tmp_path / "v", "a--sampled-5.valid", even_sure, stage="valid", model="a")
+    vb = make_run(tmp_path / "v", "b--sampled-5.valid", odd_sure, stage="valid", model="b")
+    out = tmp_path / "blend"
+    assert main(["blend", str(a), str(b), "--valid", str(va), str(vb), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "weights (chosen on validation, step 0.05): a--sampled-5.test 0.50, b--sampled-5.test 0.50" in printed
+    assert "validation NDCG@10 (40 users): a--sampled-5.test 0.7500, b--sampled-5.test 0.7500, blend 1.0000" in printed
+    assert f"run directory: {out}" in printed and (out / "metrics.json").is_file()
+    assert main(["blend", str(a), str(b), "--weights", "1,x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("llmrec: error: --weights '1,x'") and err.count("\n") == 1
