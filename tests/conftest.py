@@ -56,3 +56,28 @@ def hf_backend():
     from llmrec.backends.hf import HFBackend
 
     return HFBackend("smollm2-135m-instruct")
+
+
+@pytest.fixture(scope="session")
+def ml100k_vectors(tmp_path_factory, ml100k_split):
+    """A vectors.npz over every ML-100K user and item (seeded random, d=8), as a baseline run writes it."""
+    import numpy as np
+
+    from llmrec.baselines.vectors import Vectors
+
+    rng = np.random.default_rng(0)
+    users = sorted(ml100k_split.users)
+    items = sorted({i for s in ml100k_split for i in s.items})
+    vec = Vectors("bpr", users, items, rng.normal(size=(len(users), 8)).astype(np.float32),
+                  rng.normal(size=(len(items), 8)).astype(np.float32), rng.normal(size=len(items)).astype(np.float32))
+    folder = tmp_path_factory.mktemp("vectors")
+    vec.save(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def cf_slots(ml100k_vectors, tokenizer):
+    """An (untrained) collaborative-token table for SmolLM2 over `ml100k_vectors`."""
+    from llmrec.models import cf
+
+    return cf.build_table(str(ml100k_vectors), 49152, 576, tokenizer, proj_hidden=32)

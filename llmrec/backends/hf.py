@@ -5,6 +5,10 @@ attention mask lets each candidate token see the prompt and the earlier tokens o
 candidate only, and position ids restart after the prompt for every candidate, so each candidate
 is scored exactly as in its own `prompt + candidate` sequence while the prompt is computed once.
 The LM head runs only at the positions whose next-token distribution is read.
+
+Collaborative-vector slots (ids past the vocabulary, `llmrec/models/cf.py`) are read by the
+model's hooked embedding layer; a slot inside a continuation gets a NaN log-probability (a vector
+is not a token the model predicts; yes/no reads only the answer token after it).
 """
 
 from __future__ import annotations
@@ -34,8 +38,15 @@ class HFBackend:
             if adapter:
                 from peft import PeftModel
 
+                from llmrec.models import cf
+
                 model_obj = PeftModel.from_pretrained(model_obj, adapter)
+                if cf.has_cf(adapter):
+                    cf.attach(model_obj, cf.load_table(adapter)).to(self.dtype)
         self.model = model_obj.to(self.device).eval()
+        from llmrec.models.cf import slots_of
+
+        self.slots = slots_of(self.model)  # collaborative vectors of a `| cf` template, if the model has them
         self.max_length = int(getattr(self._causal_lm().config, "max_position_embeddings", 2048)) - self._virtual_tokens()
 
     # -- helpers -----------------------------------------------------------------------------
@@ -139,7 +150,10 @@ class HFBackend:
                 positions = [p for rp, _ in reads[row] for p in rp]
                 targets = [t for _, tg in reads[row] for t in tg]
                 lp = self._logprobs_at(hidden[row, positions])
-                picked = lp[torch.arange(len(targets)), torch.tensor(targets)].cpu().numpy().astype(np.float64)
+                tg = torch.tensor(targets, device=lp.device)
+                # a collaborative-vector slot (id past the vocabulary) has no probability: NaN
+                picked = lp[torch.arange(len(targets)), tg.clamp(max=lp.shape[-1] - 1)]
+                picked = picked.masked_fill(tg >= lp.shape[-1], float("nan")).cpu().numpy().astype(np.float64)
                 at = 0
                 for _, tg in reads[row]:
                     results[i].append(picked[at:at + len(tg)])

@@ -40,6 +40,7 @@ class Job:
     source_sha256: str
     skipped: dict[str, int] = field(default_factory=dict)
     missed: set[str] = field(default_factory=set)  # users whose held-out item a retriever missed
+    stage: str = "test"  # the target the histories lead to (a candidate file's stage; "test" for an input file)
 
     def count(self, what: str, n: int = 1) -> None:
         self.skipped[what] = self.skipped.get(what, 0) + n
@@ -77,7 +78,7 @@ def from_candidates(path: Path, split: Split, ds: Dataset, history_len: int, on_
     """Every user of a prepared candidate file, with their history for the file's stage."""
     cs = CandidateSet.load(path)
     cs.check_dataset(split.dataset_hash, path)
-    job = Job([], {}, str(path), sha256_file(path))
+    job = Job([], {}, str(path), sha256_file(path), stage=cs.stage)
     for c in cs.lists:
         history = split[c.user_id].events(ds, cs.stage, history_len)
         _add(job, ds, on_unknown, c.user_id, history, list(c.candidates), c.positive, str(path))

@@ -9,6 +9,9 @@ of `key: value` lines:
     answer:  prose description of the answer format
     variables: prose list of the variables used
 
+Besides Jinja's built-ins, templates have one filter: `cf` marks where a collaborative vector goes
+(`{{ h | cf }}` after an item, `{{ user | cf }}` for the user; see `llmrec/prompts/slots.py`).
+
 Rendering uses StrictUndefined: a missing variable, an unknown filter or a syntax error is a
 TemplateError naming the file and line, never a silently empty prompt.
 
@@ -37,6 +40,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from llmrec.errors import TemplateError
+from llmrec.prompts.slots import cf_filter
 
 STYLES = ("title", "letters", "yesno")
 _HEADER = re.compile(r"\A\s*\{#(.*?)#\}", re.DOTALL)
@@ -63,7 +67,7 @@ class _FolderLoader(jinja2.FileSystemLoader):
 @functools.lru_cache(maxsize=64)
 def _env(search_dir: Path) -> ImmutableSandboxedEnvironment:
     """One sandboxed environment per template folder (compiled templates are cached and reloaded on edit)."""
-    return ImmutableSandboxedEnvironment(
+    env = ImmutableSandboxedEnvironment(
         loader=_FolderLoader(search_dir),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
@@ -71,6 +75,8 @@ def _env(search_dir: Path) -> ImmutableSandboxedEnvironment:
         lstrip_blocks=True,
         autoescape=False,
     )
+    env.filters["cf"] = cf_filter
+    return env
 
 
 @functools.lru_cache(maxsize=1)
@@ -126,6 +132,11 @@ class Template:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.source.encode()).hexdigest()
+
+    @property
+    def uses_cf(self) -> bool:
+        """Whether the template places collaborative vectors (the `cf` filter)."""
+        return re.search(r"\|\s*cf\b", self.source) is not None
 
     def render(self, **variables: Any) -> str:
         """Render to the prompt text (before any chat template). Errors name file and line."""

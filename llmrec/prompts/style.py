@@ -18,6 +18,7 @@ from llmrec.data.dataset import Dataset, Interaction
 from llmrec.errors import TemplateError
 from llmrec.prompts.build import BuiltPrompt, PromptBuilder, item_vars
 from llmrec.prompts.render import Template
+from llmrec.prompts.slots import SlotIds
 from llmrec.prompts.verbalize import letters
 
 
@@ -37,11 +38,12 @@ class Scorable:
 class PromptStyle:
     """A template bound to a tokenizer, a budget and a dataset's items and user profiles."""
 
-    def __init__(self, template: Template, tokenizer, dataset: Dataset, max_tokens: int) -> None:
+    def __init__(self, template: Template, tokenizer, dataset: Dataset, max_tokens: int,
+                 slots: SlotIds | None = None) -> None:
         self.template = template
         self.tokenizer = tokenizer
         self.dataset = dataset
-        self.builder = PromptBuilder(template, tokenizer, max_tokens, dataset.item_noun)
+        self.builder = PromptBuilder(template, tokenizer, max_tokens, dataset.item_noun, slots)
         self._single: dict[tuple[str, str], int] = {}
 
     @property

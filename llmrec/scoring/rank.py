@@ -18,6 +18,7 @@ from llmrec.data.dataset import Dataset
 from llmrec.data.queries import UserQuery
 from llmrec.prompts.build import BuiltPrompt
 from llmrec.prompts.render import Template
+from llmrec.prompts.slots import SlotIds
 from llmrec.prompts.style import PromptStyle, Scorable, prompt_budget
 from llmrec.scoring.likelihood import check_mode, reduce
 
@@ -37,7 +38,9 @@ class LLMRanker:
     """Scores users' candidates with one template; prompts come from the shared `PromptStyle`."""
 
     def __init__(self, template: Template, backend: Backend | None, tokenizer, dataset: Dataset, scoring: str = "sum",
-                 max_prompt_tokens: int = 0, seed: int = 0, max_length: int | None = None) -> None:
+                 max_prompt_tokens: int = 0, seed: int = 0, max_length: int | None = None,
+                 slots: SlotIds | None = None) -> None:
+        """`slots`: the collaborative-vector table of a `| cf` template; by default the backend's."""
         self.template = template
         self.backend = backend
         self.tokenizer = tokenizer
@@ -45,7 +48,8 @@ class LLMRanker:
         self.scoring = check_mode(scoring)
         self.seed = seed
         context = backend.max_length if backend is not None else int(max_length or 2048)
-        self.prompts = PromptStyle(template, tokenizer, dataset, prompt_budget(max_prompt_tokens, context))
+        slots = slots if slots is not None else getattr(backend, "slots", None)
+        self.prompts = PromptStyle(template, tokenizer, dataset, prompt_budget(max_prompt_tokens, context), slots)
         self._null_prompt: BuiltPrompt | None = None
         self._null: dict[str, float] = {}  # item id -> log P(text | content-free prompt)
 

@@ -13,7 +13,8 @@ from llmrec.scoring.rank import LLMRanker, UserQuery
 GOLDEN = Path(__file__).parents[1] / "golden"
 SHIPPED = ["title/next_item_v1", "title/next_item_chat_v1", "title/next_item_genres_v1",
            "title/next_item_genres_chat_v1", "letters/candidates_v1", "letters/candidates_chat_v1",
-           "yesno/will_like_v1", "yesno/will_like_chat_v1"]
+           "yesno/will_like_v1", "yesno/will_like_chat_v1", "letters/candidates_cf_v1", "letters/candidates_cf_chat_v1",
+           "letters/candidates_cf_only_v1", "yesno/will_like_cf_v1", "yesno/will_like_cf_chat_v1"]
 
 
 def test_shipped_templates_listed():
@@ -24,19 +25,35 @@ def test_shipped_templates_listed():
 
 
 @pytest.mark.parametrize("name", SHIPPED)
-def test_golden_render(name, prepared, ml100k, tokenizer):
+def test_golden_render(name, prepared, ml100k, tokenizer, cf_slots):
     """The exact prompt for ML-100K user 7 (5 history items, sampled-20 candidates, seed 0).
     Regenerate with UPDATE_GOLDEN=1 after an intended template change, and review the diff."""
     split = Split.load(Path(prepared.out_dir) / "split.jsonl")
     cands = CandidateSet.load(Path(prepared.out_dir) / "candidates" / "sampled-20.test.jsonl").by_user()["7"]
     q = UserQuery("7", split["7"].events(ml100k, "test", 5), list(cands.candidates))
-    ranker = LLMRanker(load_template(name), None, tokenizer, ml100k, max_length=8192)
-    (prompt, *_), _ = ranker.build_prompts(q)
+    template = load_template(name)
+    ranker = LLMRanker(template, None, tokenizer, ml100k, max_length=8192, slots=cf_slots if template.uses_cf else None)
+    (prompt, *_), order = ranker.build_prompts(q)
     golden = GOLDEN / (name.replace("/", "__") + ".txt")
     if os.environ.get("UPDATE_GOLDEN"):
         golden.write_text(prompt.text)
     assert prompt.text == golden.read_text()
-    assert prompt.dropped == 0 and prompt.ids == tokenizer(prompt.text, add_special_tokens=not ranker.template.chat).input_ids
+    ids = tokenizer(prompt.text, add_special_tokens=not ranker.template.chat).input_ids
+    assert prompt.dropped == 0
+    if not template.uses_cf:
+        assert prompt.ids == ids and prompt.slot_ids == ()
+        return
+    # every placeholder became the slot id of the user or item written there, in prompt order
+    at = [k for k, t in enumerate(ids) if t == cf_slots.placeholder_id]
+    assert [prompt.ids[k] for k in at] == list(prompt.slot_ids) and len(at) == prompt.text.count("<empty_output>")
+    assert [t for k, t in enumerate(prompt.ids) if k not in at] == [t for k, t in enumerate(ids) if k not in at]
+    shown = [q.candidates[k] for k in order]
+    history = split["7"].history("test", 5)
+    expect = {"letters/candidates_cf_v1": [*history, "user", *shown], "letters/candidates_cf_chat_v1": [*history, "user", *shown],
+              "letters/candidates_cf_only_v1": [*history, "user", *shown], "yesno/will_like_cf_v1": ["user", shown[0]],
+              "yesno/will_like_cf_chat_v1": ["user", shown[0]]}[name]
+    assert list(prompt.slot_ids) == [cf_slots.id_of("user", "7") if k == "user" else cf_slots.id_of("item", k)
+                                     for k in expect]
 
 
 def _write(tmp_path, body, header="style: title\nchat: false"):

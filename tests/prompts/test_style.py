@@ -10,11 +10,12 @@ pytestmark = pytest.mark.slow  # real tokenizer and ML-100K
 
 
 @pytest.mark.parametrize("name", list_templates())
-def test_training_examples_equal_ranking_prompts(name, ml100k, ml100k_split, tokenizer):
+def test_training_examples_equal_ranking_prompts(name, ml100k, ml100k_split, tokenizer, cf_slots):
     template = load_template(name)
+    slots = cf_slots if template.uses_cf else None
     examples = build_examples(template, tokenizer, ml100k, ml100k_split, history_len=5, n=20, max_users=6,
-                              prefixes_per_user=2, max_tokens=4096, seed=0)
-    ranker = LLMRanker(template, None, tokenizer, ml100k, seed=7, max_length=4096)
+                              prefixes_per_user=2, max_tokens=4096, seed=0, slots=slots)
+    ranker = LLMRanker(template, None, tokenizer, ml100k, seed=7, max_length=4096, slots=slots)
     assert len(examples) >= 12
     for e in examples:
         seq = ml100k_split[e.user_id]
