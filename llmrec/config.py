@@ -229,23 +229,40 @@ class TrainConfig:
     seed: int = 0
     out: str = ""  # default: <out_dir>/adapters/<adapter>--<template>
     merge: bool = False  # also export merged full weights (LoRA)
+    targets: str = "auto"  # train (training items) | valid (validation items) | auto: valid for `| cf` templates
+    draws: int = 1  # examples per target (letters, yesno): each with its own sampled negatives and order
+    cf_vectors: str = ""  # `| cf` templates: a baseline run directory (bpr, mf, als, sasrec) or vectors.npz
+    cf_hidden: int = 0  # projector MLP width; 0: the LM's hidden size
+    cf_learning_rate: float = 1e-3  # the projector's learning rate
+    cf_unknown_rate: float = 0.05  # share of slots trained as the "unknown" fallback vector
+    cf_train: str = "both"  # both: adapter + projector | projector: the adapter stays as loaded (CoLLM step 2)
+    init_adapter: str = ""  # start from this trained adapter folder (e.g. a text-only LoRA, CoLLM step 1)
 
     def __post_init__(self) -> None:
         if self.adapter not in ("lora", "prompt-tuning"):
             raise ConfigError(f"train.adapter: expected lora or prompt-tuning; got {self.adapter!r}")
+        if self.targets not in ("auto", "train", "valid"):
+            raise ConfigError(f"train.targets: expected auto, train or valid; got {self.targets!r}")
+        if self.cf_train not in ("both", "projector"):
+            raise ConfigError(f"train.cf_train: expected both or projector; got {self.cf_train!r}")
+        if self.cf_train == "projector" and not self.init_adapter:
+            raise ConfigError("train.cf_train=projector keeps the adapter as loaded: set train.init_adapter to a "
+                              "trained adapter folder (e.g. a text-only LoRA)")
+        if not 0 <= self.cf_unknown_rate < 1:
+            raise ConfigError(f"train.cf_unknown_rate: must be in [0, 1); got {self.cf_unknown_rate}")
         if self.scheduler not in ("cosine", "linear"):
             raise ConfigError(f"train.scheduler: expected cosine or linear; got {self.scheduler!r}")
         if "lm_head" in self.lora_target_modules:
             raise ConfigError("train.lora_target_modules: lm_head cannot be a LoRA target (vLLM cannot "
                               "serve prompt log-probabilities with an adapted head)")
         for key in ("batch_size", "gradient_accumulation", "eval_every", "epochs", "prefixes_per_user",
-                    "lora_rank", "num_virtual_tokens", "patience"):
+                    "lora_rank", "num_virtual_tokens", "patience", "draws"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"train.{key}: must be >= 1; got {getattr(self, key)}")
-        for key in ("max_steps", "valid_users", "max_users", "history_len"):  # 0: derived or "all"
+        for key in ("max_steps", "valid_users", "max_users", "history_len", "cf_hidden"):  # 0: derived or "all"
             if getattr(self, key) < 0:
                 raise ConfigError(f"train.{key}: must be >= 0; got {getattr(self, key)}")
-        for key in ("learning_rate", "lora_alpha"):
+        for key in ("learning_rate", "lora_alpha", "cf_learning_rate"):
             if not getattr(self, key) > 0:  # `not >` also refuses nan
                 raise ConfigError(f"train.{key}: must be > 0; got {getattr(self, key)}")
         for key in ("warmup_ratio", "lora_dropout"):

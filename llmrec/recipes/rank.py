@@ -51,9 +51,12 @@ def check_adapter(adapter: str, template, log=print) -> None:
 
 
 def adapter_sha256(adapter: str) -> str:
-    """Digest of an adapter's weights: retraining into the same folder changes scores, so it is a setting."""
+    """Digest of an adapter's weights (and collaborative-token projector): retraining into the same
+    folder changes scores, so it is a setting."""
     weights = sorted(Path(adapter).glob("adapter_model.*"))
-    return sha256_file(weights[0]) if weights else ""
+    digest = sha256_file(weights[0]) if weights else ""
+    projector = Path(adapter) / "cf_projector.safetensors"
+    return digest + "+" + sha256_file(projector) if projector.is_file() else digest
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -102,6 +105,9 @@ def run(cfg: Config, log=print) -> RankResult:
     template = load_template(cfg.rank.template)  # fail on a broken template before loading a model
     if cfg.model.adapter:
         check_adapter(cfg.model.adapter, template, log)
+    if template.uses_cf and not (cfg.model.adapter and (Path(cfg.model.adapter) / "cf.json").is_file()):
+        raise ConfigError(f"{template.name} places collaborative vectors (| cf): rank it with model.adapter set to an "
+                          "adapter trained on it (`llmrec train` with train.cf_vectors writes one)")
     prepared = open_prepared(cfg, log)
     cfg = prepared.cfg
     ds = prepared.dataset(log)
@@ -175,6 +181,8 @@ def rank_users(cfg: Config, template, ds, job: queries.Job, todo: list[queries.U
     except (OSError, ValueError) as e:  # transformers' "not a model folder / not a Hub id"
         raise ConfigError(f"model.name {cfg.model.name!r}: cannot load ({str(e).splitlines()[0]})") from None
     try:
+        if getattr(backend, "slots", None) is not None:
+            backend.slots.set_stage(job.stage)  # the user vectors that score this stage's target
         ranker = LLMRanker(template, backend, load_tokenizer(cfg.model.name), ds, cfg.rank.scoring,
                            cfg.rank.max_prompt_tokens, cfg.rank.seed)
         record_start()

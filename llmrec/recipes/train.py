@@ -4,6 +4,12 @@ Writes `<train.out>/best/` (peft adapter folder with the best validation NDCG@10
 (the resolved config) and `template.json` (template name and sha256) beside it, the learning
 curve in `train_state.json`, a resumable `checkpoint/`, and with `train.merge` a merged model.
 Rerunning on an existing `train.out` resumes its checkpoint only under the same settings.
+
+A `| cf` template trains collaborative tokens too: the projector of `train.cf_vectors` (a baseline
+run) is attached to the model, trained with the adapter at `train.cf_learning_rate` (or alone,
+`train.cf_train=projector` on a `train.init_adapter`, CoLLM's second step), and saved in `best/`
+beside the adapter. Its examples target the validation items (`train.targets=auto`), and the users
+scored for validation NDCG@10 are then held out of training.
 """
 
 from __future__ import annotations
@@ -46,8 +52,16 @@ def checkpoint_settings(cfg: Config, template, split: Split, split_path: Path) -
     """
     import hashlib
 
+    from llmrec.models import cf
+    from llmrec.recipes.rank import adapter_sha256
+
     train = {f"train.{k}": v for k, v in to_dict(cfg.train).items() if k not in ("out", "merge")}
-    return {**train, "model.name": cfg.model.name, "template.sha256": template.sha256,
+    extra = {}
+    if cfg.train.cf_vectors:
+        extra["cf.vectors_sha256"] = cf.sha256_of(cf.vectors_path(cfg.train.cf_vectors))
+    if cfg.train.init_adapter:
+        extra["init_adapter.sha256"] = adapter_sha256(cfg.train.init_adapter)
+    return {**train, **extra, "model.name": cfg.model.name, "template.sha256": template.sha256,
             "data.hash": split.dataset_hash, "split.sha256": hashlib.sha256(split_path.read_bytes()).hexdigest(),
             "candidates.n": cfg.candidates.n, "split.history_len": cfg.split.history_len}
 
@@ -62,12 +76,40 @@ def training_prompt_budget(cfg: Config, model_path: str) -> int:
     return prompt_budget(cfg.rank.max_prompt_tokens, context)
 
 
+def resolved_targets(cfg: Config, template) -> str:
+    """`train.targets`: auto is the validation items for `| cf` templates, the training items otherwise."""
+    if cfg.train.targets != "auto":
+        return cfg.train.targets
+    return "valid" if template.uses_cf else "train"
+
+
+def check_cf(cfg: Config, template) -> None:
+    """Collaborative-token settings must match the template before anything loads."""
+    from llmrec.models import cf
+
+    t = cfg.train
+    if template.uses_cf and not t.cf_vectors:
+        raise ConfigError(f"{template.name} places collaborative vectors (| cf): set train.cf_vectors to a baseline "
+                          "run directory, e.g. train.cf_vectors=runs/ml-100k/baselines/sasrec--sampled-20.test")
+    if t.cf_vectors and not template.uses_cf:
+        raise ConfigError(f"train.cf_vectors is set but {template.name} has no | cf slot; use a cf template "
+                          "(e.g. letters/candidates_cf_v1) or drop train.cf_vectors")
+    if t.cf_vectors and not cf.vectors_path(t.cf_vectors).is_file():
+        raise ConfigError(f"train.cf_vectors: {cf.vectors_path(t.cf_vectors)} not found; `llmrec baseline` writes "
+                          "vectors.npz into the run directories of bpr, mf, als and sasrec")
+    if t.cf_vectors and t.merge:
+        raise ConfigError("train.merge cannot fold the collaborative-token projector into the weights; leave it off")
+    if t.cf_train == "projector" and not template.uses_cf:
+        raise ConfigError("train.cf_train=projector trains the projector of a | cf template only")
+
+
 def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_len: int, max_tokens: int,
-                    log=print):
+                    log=print, slots=None, held_users: set[str] | None = None):
     """(train, valid-loss) `datasets.Dataset`s, tokenised once and cached on disk by their inputs.
 
     The validation-loss examples are those of the last 5% of the users that have examples (at
-    least one user), so the validation loss is measured on users the adapter never trains on.
+    least one user), or of `held_users`, so the validation loss is measured on users the adapter
+    never trains on.
     """
     import hashlib
 
@@ -75,19 +117,23 @@ def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_
     from llmrec.train.examples import build_examples, to_hf_dataset
 
     t = cfg.train
+    targets = resolved_targets(cfg, template)
     key = json.dumps([template.sha256, getattr(tokenizer, "name_or_path", ""), len(tokenizer), split.dataset_hash,
-                      history_len, cfg.candidates.n, t.prefixes_per_user, t.max_users, t.seed, max_tokens])
+                      history_len, cfg.candidates.n, t.prefixes_per_user, t.max_users, t.seed, max_tokens]
+                     + ([targets, t.draws, sorted(held_users or [])] if targets != "train" or t.draws > 1 or held_users
+                        else [])
+                     + ([slots.source_sha256, slots.placeholder_id] if slots is not None else []))
     cache = Path(cfg.out_dir) / "examples" / hashlib.sha256(key.encode()).hexdigest()[:16]
     if (cache / "train").is_dir() and (cache / "valid").is_dir():
         log(f"training examples from cache {cache}")
         return datasets.load_from_disk(str(cache / "train")), datasets.load_from_disk(str(cache / "valid"))
     examples = build_examples(template, tokenizer, ds, split, history_len=history_len, n=cfg.candidates.n,
                               prefixes_per_user=t.prefixes_per_user, max_users=t.max_users, max_tokens=max_tokens,
-                              seed=t.seed)
+                              seed=t.seed, targets=targets, draws=t.draws, slots=slots)
     if not examples:
         raise ConfigError(f"no training examples for {template.name}: every user has fewer than 2 training items")
     users = list(dict.fromkeys(e.user_id for e in examples))
-    held = set(users[len(users) - max(1, len(users) // 20):])
+    held = held_users or set(users[len(users) - max(1, len(users) // 20):])
     train_ds = to_hf_dataset([e for e in examples if e.user_id not in held])
     valid_ds = to_hf_dataset([e for e in examples if e.user_id in held][:64])
     train_ds.save_to_disk(str(cache / "train"))
@@ -109,6 +155,7 @@ def run(cfg: Config, log=print) -> TrainResult:
     from llmrec.train.finetune import check_resumable, train
 
     template = load_template(cfg.train.template)
+    check_cf(cfg, template)
     prepared = open_prepared(cfg, log)
     cfg, t = prepared.cfg, prepared.cfg.train
     out = default_out(cfg)
@@ -127,19 +174,39 @@ def run(cfg: Config, log=print) -> TrainResult:
     max_tokens = training_prompt_budget(cfg, path)
     from accelerate import PartialState
 
-    with PartialState().main_process_first():  # under `accelerate launch`, one process builds the cache
-        train_ds, valid_ds = cached_examples(cfg, template, tokenizer, ds, split, history_len, max_tokens, log)
-    log(f"{len(train_ds)} training examples, {len(valid_ds)} for the validation loss ({template.name})")
-
     device = pick_device(cfg.model.device)
     base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     set_seed(t.seed)  # the adapter's random init: the same command gives the same adapter
-    model = get_peft_model(base, make_peft_config(t, tokenizer_path=str(path))).to(device)
+    if t.init_adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(base, t.init_adapter, is_trainable=t.cf_train == "both")
+    else:
+        model = get_peft_model(base, make_peft_config(t, tokenizer_path=str(path)))
+    targets = resolved_targets(cfg, template)
+    slots = None
+    if t.cf_vectors:
+        from llmrec.models import cf
+
+        embedding = base.get_input_embeddings()
+        slots = cf.attach(model, cf.build_table(t.cf_vectors, embedding.num_embeddings, embedding.embedding_dim,
+                                                tokenizer, t.cf_hidden, t.cf_unknown_rate))
+        slots.set_stage("valid" if targets == "valid" else "test")
+        log(f"collaborative tokens: {slots.model_name} vectors from {slots.source} ({len(slots.user_index)} users, "
+            f"{len(slots.item_index)} items, {slots.d_in} -> {slots.proj_hidden} -> {slots.hidden_size})")
+    model = model.to(device)
 
     _, vcands = prepared.candidates(t.valid_candidates)
     queries = [UserQuery(c.user_id, split[c.user_id].events(ds, vcands.stage, history_len), list(c.candidates))
                for c in vcands.lists[: t.valid_users]]
     positives = {c.user_id: c.positive for c in vcands.lists}
+    held = {q.user_id for q in queries} if targets == "valid" else None  # never train on a validation target
+
+    with PartialState().main_process_first():  # under `accelerate launch`, one process builds the cache
+        train_ds, valid_ds = cached_examples(cfg, template, tokenizer, ds, split, history_len, max_tokens, log,
+                                             slots, held)
+    log(f"{len(train_ds)} training examples, {len(valid_ds)} for the validation loss ({template.name}, "
+        f"{targets} targets)")
 
     def validate(m) -> float:
         """Mean NDCG@10 of the validation item on the validation candidate lists."""
@@ -153,12 +220,18 @@ def run(cfg: Config, log=print) -> TrainResult:
         m.train(was_training)
         return total / max(len(queries), 1)
 
+    groups = None
+    if slots is not None:
+        projector = list(slots.parameters())
+        others = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in projector)]
+        groups = [{"params": others, "lr": t.learning_rate}] if others else []
+        groups.append({"params": projector, "lr": t.cf_learning_rate})
     started = time.time()
     state = train(model, train_ds, valid_ds, out=out, pad_id=tokenizer.pad_token_id or 0, batch_size=t.batch_size,
                   gradient_accumulation=t.gradient_accumulation, learning_rate=t.learning_rate, epochs=t.epochs,
                   max_steps=t.max_steps, warmup_ratio=t.warmup_ratio, scheduler=t.scheduler,
                   eval_every=t.eval_every, patience=t.patience, seed=t.seed, validate=validate, log=log,
-                  settings=settings)
+                  settings=settings, param_groups=groups)
     seconds = time.time() - started
     best = out / "best"
     if t.merge and t.adapter == "lora":

@@ -2,7 +2,11 @@
 
 For each user, the target is an item from the *training* part of the split (never the validation
 or test item) and the history is what came before it; `prefixes_per_user` > 1 adds earlier
-prefixes (the latest first). Per style:
+prefixes (the latest first). With `targets="valid"` the target is the user's validation item and
+the history the training items: the choice for collaborative-vector templates, whose vectors were
+fitted on the training items, so a training target there would carry a score inflated by the
+fit (a test item's never is). `draws` > 1 repeats each target with fresh negatives and order.
+Per style:
 - title: prompt -> the target's text (loss on its tokens);
 - letters: the target among `n - 1` sampled negatives the user never interacted with, shuffled,
   -> its letter;
@@ -20,6 +24,7 @@ import numpy as np
 from llmrec.data.dataset import Dataset, Interaction
 from llmrec.data.split import Split, UserSequence
 from llmrec.prompts.render import Template
+from llmrec.prompts.slots import SlotIds
 from llmrec.prompts.style import PromptStyle
 
 IGNORE = -100
@@ -52,13 +57,13 @@ def _events(ds: Dataset, seq: UserSequence, end: int, history_len: int) -> list[
 
 def build_examples(template: Template, tokenizer, ds: Dataset, split: Split, *, history_len: int, n: int,
                    prefixes_per_user: int = 1, max_users: int = 0, max_tokens: int = 2048,
-                   seed: int = 0) -> list[Example]:
+                   seed: int = 0, targets: str = "train", draws: int = 1, slots: SlotIds | None = None) -> list[Example]:
     """Examples for every user (or the first `max_users`), deterministic for a seed.
 
     Prompts and answers come from `PromptStyle.build`, the very call the ranker makes, so
     `max_tokens` should be the budget ranking uses (`prompt_budget` of the model's context).
     """
-    style = PromptStyle(template, tokenizer, ds, max_tokens)
+    style = PromptStyle(template, tokenizer, ds, max_tokens, slots)
     universe = np.array(sorted({i for s in split for i in s.items}))
     out: list[Example] = []
     users = list(split)[: max_users or None]
@@ -66,28 +71,36 @@ def build_examples(template: Template, tokenizer, ds: Dataset, split: Split, *, 
         rng = np.random.default_rng([seed, zlib.crc32(seq.user_id.encode())])
         seen = set(seq.items)
         n_train = len(seq.train)
-        for back in range(min(prefixes_per_user, n_train - 1)):
-            t = n_train - 1 - back  # target index inside the training part; history = items[:t]
+        if targets == "valid":
+            ends = [n_train]  # the validation item follows the training items
+        else:
+            ends = [n_train - 1 - back for back in range(min(prefixes_per_user, n_train - 1))]
+        for t in ends:  # target index; history = items[:t]
             target = seq.items[t]
             history = _events(ds, seq, t, history_len)
             shown_history = tuple(seq.items[max(0, t - history_len):t])
-            if template.style == "title":
-                (s,) = style.build(seq.user_id, history, [target])
-                answers = [(s.prompt, s.answers[0], (target,), (target,))]
-            elif template.style == "letters":
-                cands = _negatives(rng, universe, seen, n - 1) + [target]
-                shown = [cands[k] for k in rng.permutation(len(cands))]
-                (s,) = style.build(seq.user_id, history, shown)
-                answers = [(s.prompt, s.answers[shown.index(target)], tuple(cands), tuple(shown))]
-            else:  # yes/no: the target answers Yes, one sampled unseen item answers No
-                negative = _negatives(rng, universe, seen, 1)[0]
-                pos, neg = style.build(seq.user_id, history, [target, negative])
-                answers = [(pos.prompt, pos.answers[0], (target,), (target,)),
-                           (neg.prompt, neg.answers[1], (negative,), (negative,))]
-            for prompt, answer, items, scored in answers:
-                out.append(Example(seq.user_id, prompt.ids + answer, [IGNORE] * len(prompt.ids) + answer,
-                                   shown_history[prompt.dropped:] + items, scored))
+            for _ in range(draws if template.style != "title" else 1):
+                for prompt, answer, items, scored in _answers(style, template.style, rng, universe, seen, n,
+                                                              seq.user_id, history, target):
+                    out.append(Example(seq.user_id, prompt.ids + answer, [IGNORE] * len(prompt.ids) + answer,
+                                       shown_history[prompt.dropped:] + items, scored))
     return out
+
+
+def _answers(style: PromptStyle, kind: str, rng: np.random.Generator, universe: np.ndarray, seen: set[str], n: int,
+             user_id: str, history: list[Interaction], target: str) -> list:
+    """(prompt, answer ids, items shown, items scored) of one target, per style (see module doc)."""
+    if kind == "title":
+        (s,) = style.build(user_id, history, [target])
+        return [(s.prompt, s.answers[0], (target,), (target,))]
+    if kind == "letters":
+        cands = _negatives(rng, universe, seen, n - 1) + [target]
+        shown = [cands[k] for k in rng.permutation(len(cands))]
+        (s,) = style.build(user_id, history, shown)
+        return [(s.prompt, s.answers[shown.index(target)], tuple(cands), tuple(shown))]
+    negative = _negatives(rng, universe, seen, 1)[0]  # yes/no: the target answers Yes, an unseen item No
+    pos, neg = style.build(user_id, history, [target, negative])
+    return [(pos.prompt, pos.answers[0], (target,), (target,)), (neg.prompt, neg.answers[1], (negative,), (negative,))]
 
 
 def to_hf_dataset(examples: list[Example]):

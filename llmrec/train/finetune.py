@@ -7,6 +7,8 @@ the adapter (`best/`, a standard peft folder). A restarted run loads the checkpo
 batches already seen and carries on. The checkpoint is written to a temporary folder and renamed,
 so an interruption while saving leaves the previous one intact. The checkpoint also records the
 settings that shaped it (`settings.json`), and a resume under different settings is refused.
+A model with collaborative tokens (`llmrec.models.cf`) saves and resumes its projector with the
+adapter, in the same folders.
 """
 
 from __future__ import annotations
@@ -97,11 +99,35 @@ def check_resumable(out: Path, settings: dict) -> None:
                           f"({'; '.join(diffs)}); {how}")
 
 
+def save_adapter(model, folder: Path) -> None:
+    """The peft adapter and, for collaborative tokens, the projector beside it."""
+    from llmrec.models.cf import slots_of
+
+    model.save_pretrained(folder)
+    table = slots_of(model)
+    if table is not None:
+        table.save(folder)
+
+
+def load_adapter_weights(model, folder: Path, device: str) -> None:
+    """Load what `save_adapter` wrote into a model of the same shape (a resume)."""
+    from peft.utils import load_peft_weights, set_peft_model_state_dict
+
+    from llmrec.models.cf import WEIGHTS, slots_of
+
+    set_peft_model_state_dict(model, load_peft_weights(str(folder), device=device))
+    table = slots_of(model)
+    if table is not None:
+        from safetensors.torch import load_file
+
+        table.projector.load_state_dict(load_file(str(folder / WEIGHTS), device=device))
+
+
 def save_checkpoint(ckpt: Path, model, opt, sched, state: TrainState, settings: dict | None = None) -> None:
     """Adapter + optimizer + scheduler + counters (+ the settings behind them), swapped in atomically."""
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp / "adapter")
+    save_adapter(model, tmp / "adapter")
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optim.pt")
     state.save(tmp / "state.json")
     if settings is not None:
@@ -117,10 +143,12 @@ def save_checkpoint(ckpt: Path, model, opt, sched, state: TrainState, settings: 
 def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int, gradient_accumulation: int,
           learning_rate: float, epochs: int, max_steps: int, warmup_ratio: float, scheduler: str,
           eval_every: int, patience: int, seed: int, validate: Callable[[object], float], log=print,
-          settings: dict | None = None) -> TrainState:
+          settings: dict | None = None, param_groups: list[dict] | None = None) -> TrainState:
     """Train `model` (a peft model) in place; returns the state with the learning curve.
 
     `settings` (JSON-able) is recorded in each checkpoint and must match on resume.
+    `param_groups` (AdamW groups, e.g. a projector with its own rate) replaces the default of every
+    trainable parameter at `learning_rate`.
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -140,7 +168,7 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
     valid_loader = torch.utils.data.DataLoader(valid_ds, batch_size=batch_size, collate_fn=collate(pad_id))
     steps_per_epoch = math.ceil(len(epoch_loader(0)) / gradient_accumulation)
     total = max_steps or steps_per_epoch * epochs
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate)
+    opt = torch.optim.AdamW(param_groups or [p for p in model.parameters() if p.requires_grad], lr=learning_rate)
     sched = get_scheduler(scheduler, opt, num_warmup_steps=int(warmup_ratio * total), num_training_steps=total)
     model, opt, valid_loader, sched = accelerator.prepare(model, opt, valid_loader, sched)
 
@@ -149,10 +177,7 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
     if (ckpt / "state.json").is_file():
         if settings is not None:
             check_resumable(out, settings)
-        from peft.utils import load_peft_weights, set_peft_model_state_dict
-
-        weights = load_peft_weights(str(ckpt / "adapter"), device=str(accelerator.device))
-        set_peft_model_state_dict(accelerator.unwrap_model(model), weights)
+        load_adapter_weights(accelerator.unwrap_model(model), ckpt / "adapter", str(accelerator.device))
         saved = torch.load(ckpt / "optim.pt", map_location=accelerator.device, weights_only=False)
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
@@ -168,7 +193,7 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
         if ndcg > state.best_ndcg:
             state.best_ndcg, state.best_step, state.bad_evals = ndcg, state.step, 0
             if accelerator.is_main_process:
-                accelerator.unwrap_model(model).save_pretrained(out / "best")
+                save_adapter(accelerator.unwrap_model(model), out / "best")
                 for name in ("llmrec.toml", "template.json"):  # the run's config and template travel along
                     if (out / name).is_file():
                         shutil.copyfile(out / name, out / "best" / name)
