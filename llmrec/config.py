@@ -236,6 +236,7 @@ class TrainConfig:
     cf_learning_rate: float = 1e-3  # the projector's learning rate
     cf_unknown_rate: float = 0.05  # share of slots trained as the "unknown" fallback vector
     cf_train: str = "both"  # both: adapter + projector | projector: the adapter stays as loaded (CoLLM step 2)
+    cf_residual: bool = False  # also add alpha x the baseline's score to each answer's score (letters, yesno)
     init_adapter: str = ""  # start from this trained adapter folder (e.g. a text-only LoRA, CoLLM step 1)
 
     def __post_init__(self) -> None:

@@ -13,6 +13,12 @@ validation-stage vectors have not read the validation item). An item or user the
 know gets a learned "unknown" input of its kind; training replaces a share of slots
 (`unknown_rate`) by it so that fallback is trained, not random.
 
+With `residual`, the baseline's own score also enters as an offset: a candidate's final score is
+the LM's answer score plus `alpha * z(u, i)`, z the dot product of the scaled user and item
+inputs (the baseline's score up to a constant factor) and alpha learned, initialised so that the
+offset dominates: ranking starts at the baseline's level and the LM learns what to add. The
+training loss is then the softmax over the answer choices (letters, Yes/No) with the offsets.
+
 The adapter folder keeps `cf_projector.safetensors` and `cf.json` (the vectors file's path and
 sha256, sizes, placeholder token); loading refuses vectors whose sha256 differs, since a refitted
 baseline has another geometry than the one the projector learned.
@@ -33,6 +39,7 @@ from llmrec.errors import ConfigError
 
 CONFIG = "cf.json"
 WEIGHTS = "cf_projector.safetensors"
+RESIDUAL_INIT = 10.0  # initial alpha times the spread of z: the offset starts out dominating the LM's scores
 
 
 def vectors_path(source: str) -> Path:
@@ -60,11 +67,13 @@ def placeholder_token(tokenizer) -> tuple[str, int]:
 class Projector(nn.Module):
     """One MLP per kind (user, item) into the LM's hidden size, plus a learned unknown input per kind."""
 
-    def __init__(self, d_in: int, hidden: int, d_out: int) -> None:
+    def __init__(self, d_in: int, hidden: int, d_out: int, alpha: float | None = None) -> None:
         super().__init__()
         self.user = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, d_out))
         self.item = nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, d_out))
         self.unknown = nn.Parameter(torch.zeros(2, d_in))  # row 0 user, row 1 item
+        if alpha is not None:  # the residual's weight (see module doc)
+            self.alpha = nn.Parameter(torch.tensor(float(alpha)))
 
 
 def _rms_scaled(x: np.ndarray) -> np.ndarray:
@@ -77,7 +86,8 @@ class SlotTable(nn.Module):
     V unknown user, V+1 unknown item, then one id per user, then one per item."""
 
     def __init__(self, vectors: Vectors, vocab_size: int, hidden_size: int, placeholder: tuple[str, int],
-                 proj_hidden: int = 0, unknown_rate: float = 0.0, source: str = "", source_sha256: str = "") -> None:
+                 proj_hidden: int = 0, unknown_rate: float = 0.0, source: str = "", source_sha256: str = "",
+                 residual: bool = False) -> None:
         super().__init__()
         if not vectors.exact:
             raise ConfigError(f"train.cf_vectors: {vectors.model} vectors do not score by a dot product; use the "
@@ -97,7 +107,35 @@ class SlotTable(nn.Module):
             self.register_buffer(f"user_inputs_{stage}", torch.from_numpy(_rms_scaled(users)), persistent=False)
         self.stage = "test"
         self.proj_hidden = proj_hidden or hidden_size
-        self.projector = Projector(self.d_in, self.proj_hidden, hidden_size)
+        alpha = None
+        if residual:
+            z = self.user_inputs_test @ self.item_inputs.T
+            alpha = RESIDUAL_INIT / max(float(z.std()), 1e-6)
+        self.projector = Projector(self.d_in, self.proj_hidden, hidden_size, alpha)
+
+    @property
+    def residual(self) -> bool:
+        return hasattr(self.projector, "alpha")
+
+    def z(self, user: str, items: list[str]) -> np.ndarray:
+        """The baseline's score of `items` for `user` (scaled inputs; 0 where either is unknown)."""
+        u = self.user_index.get(user)
+        out = np.zeros(len(items))
+        if u is None:
+            return out
+        known = [k for k, i in enumerate(items) if i in self.item_index]
+        if known:
+            with torch.no_grad():
+                users = getattr(self, f"user_inputs_{self.stage}")
+                rows = self.item_inputs[[self.item_index[items[k]] for k in known]]
+                out[known] = (rows.float() @ users[u].float()).cpu().numpy()
+        return out
+
+    def offsets(self, user: str, items: list[str]) -> np.ndarray:
+        """What the residual adds to each item's score (zeros without a residual)."""
+        if not self.residual:
+            return np.zeros(len(items))
+        return float(self.projector.alpha.detach()) * self.z(user, items)
 
     # -- ids -----------------------------------------------------------------------------------
     def id_of(self, kind: str, key: str) -> int:
@@ -147,7 +185,7 @@ class SlotTable(nn.Module):
             "vectors": self.source, "vectors_sha256": self.source_sha256, "vectors_model": self.model_name,
             "d_in": self.d_in, "proj_hidden": self.proj_hidden, "hidden_size": self.hidden_size,
             "vocab_size": self.vocab_size, "placeholder": self.placeholder, "placeholder_id": self.placeholder_id,
-            "unknown_rate": self.unknown_rate}, indent=1))
+            "unknown_rate": self.unknown_rate, "residual": self.residual}, indent=1))
 
 
 def sha256_of(path: Path) -> str:
@@ -159,12 +197,12 @@ def sha256_of(path: Path) -> str:
 
 
 def build_table(source: str, vocab_size: int, hidden_size: int, tokenizer, proj_hidden: int = 0,
-                unknown_rate: float = 0.0) -> SlotTable:
+                unknown_rate: float = 0.0, residual: bool = False) -> SlotTable:
     """A new (untrained) table over the vectors of a baseline run."""
     path = vectors_path(source)
     vectors = Vectors.load(path)
     return SlotTable(vectors, vocab_size, hidden_size, placeholder_token(tokenizer), proj_hidden, unknown_rate,
-                     source=str(path.resolve()), source_sha256=sha256_of(path))
+                     source=str(path.resolve()), source_sha256=sha256_of(path), residual=residual)
 
 
 def has_cf(adapter: str) -> bool:
@@ -186,7 +224,8 @@ def load_table(adapter: str) -> SlotTable:
                           "retrain the adapter on it")
     table = SlotTable(Vectors.load(path), int(meta["vocab_size"]), int(meta["hidden_size"]),
                       (meta["placeholder"], int(meta["placeholder_id"])), int(meta["proj_hidden"]),
-                      float(meta["unknown_rate"]), source=str(path), source_sha256=digest)
+                      float(meta["unknown_rate"]), source=str(path), source_sha256=digest,
+                      residual=bool(meta.get("residual", False)))
     from safetensors.torch import load_file
 
     table.projector.load_state_dict(load_file(str(folder / WEIGHTS)))

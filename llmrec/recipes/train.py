@@ -88,12 +88,17 @@ def check_cf(cfg: Config, template) -> None:
     from llmrec.models import cf
 
     t = cfg.train
+    if t.cf_residual and not t.cf_vectors:
+        raise ConfigError("train.cf_residual adds a baseline's scores: set train.cf_vectors to its run directory")
+    if t.cf_residual and template.style == "title":
+        raise ConfigError(f"train.cf_residual needs answer choices (letters or yesno style); {template.name} is title "
+                          "style")
     if template.uses_cf and not t.cf_vectors:
         raise ConfigError(f"{template.name} places collaborative vectors (| cf): set train.cf_vectors to a baseline "
                           "run directory, e.g. train.cf_vectors=runs/ml-100k/baselines/sasrec--sampled-20.test")
-    if t.cf_vectors and not template.uses_cf:
+    if t.cf_vectors and not template.uses_cf and not t.cf_residual:
         raise ConfigError(f"train.cf_vectors is set but {template.name} has no | cf slot; use a cf template "
-                          "(e.g. letters/candidates_cf_v1) or drop train.cf_vectors")
+                          "(e.g. letters/candidates_cf_v1), set train.cf_residual, or drop train.cf_vectors")
     if t.cf_vectors and not cf.vectors_path(t.cf_vectors).is_file():
         raise ConfigError(f"train.cf_vectors: {cf.vectors_path(t.cf_vectors)} not found; `llmrec baseline` writes "
                           "vectors.npz into the run directories of bpr, mf, als and sasrec")
@@ -118,11 +123,13 @@ def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_
 
     t = cfg.train
     targets = resolved_targets(cfg, template)
+    residual = slots is not None and slots.residual
     key = json.dumps([template.sha256, getattr(tokenizer, "name_or_path", ""), len(tokenizer), split.dataset_hash,
                       history_len, cfg.candidates.n, t.prefixes_per_user, t.max_users, t.seed, max_tokens]
                      + ([targets, t.draws, sorted(held_users or [])] if targets != "train" or t.draws > 1 or held_users
                         else [])
-                     + ([slots.source_sha256, slots.placeholder_id] if slots is not None else []))
+                     + ([slots.source_sha256, slots.placeholder_id] if slots is not None else [])
+                     + (["residual", slots.stage] if residual else []))
     cache = Path(cfg.out_dir) / "examples" / hashlib.sha256(key.encode()).hexdigest()[:16]
     if (cache / "train").is_dir() and (cache / "valid").is_dir():
         log(f"training examples from cache {cache}")
@@ -134,8 +141,16 @@ def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_
         raise ConfigError(f"no training examples for {template.name}: every user has fewer than 2 training items")
     users = list(dict.fromkeys(e.user_id for e in examples))
     held = held_users or set(users[len(users) - max(1, len(users) // 20):])
-    train_ds = to_hf_dataset([e for e in examples if e.user_id not in held])
-    valid_ds = to_hf_dataset([e for e in examples if e.user_id in held][:64])
+    def dataset(rows):
+        if not residual:
+            return to_hf_dataset(rows)
+        # the residual's offsets: the baseline's score of each answer choice (No: none)
+        offsets = [list(slots.z(e.user_id, list(e.shown))) if template.style == "letters"
+                   else [float(slots.z(e.user_id, [e.shown[0]])[0]), 0.0] for e in rows]
+        return to_hf_dataset(rows, offsets)
+
+    train_ds = dataset([e for e in examples if e.user_id not in held])
+    valid_ds = dataset([e for e in examples if e.user_id in held][:64])
     train_ds.save_to_disk(str(cache / "train"))
     valid_ds.save_to_disk(str(cache / "valid"))
     (cache / "key.json").write_text(key)
@@ -152,7 +167,7 @@ def run(cfg: Config, log=print) -> TrainResult:
     from llmrec.models.adapters import make_peft_config
     from llmrec.models.load import load_tokenizer, pick_device, resolve_model
     from llmrec.scoring.rank import LLMRanker, UserQuery
-    from llmrec.train.finetune import check_resumable, train
+    from llmrec.train.finetune import check_resumable, choice_loss, lm_loss, train
 
     template = load_template(cfg.train.template)
     check_cf(cfg, template)
@@ -190,7 +205,7 @@ def run(cfg: Config, log=print) -> TrainResult:
 
         embedding = base.get_input_embeddings()
         slots = cf.attach(model, cf.build_table(t.cf_vectors, embedding.num_embeddings, embedding.embedding_dim,
-                                                tokenizer, t.cf_hidden, t.cf_unknown_rate))
+                                                tokenizer, t.cf_hidden, t.cf_unknown_rate, t.cf_residual))
         slots.set_stage("valid" if targets == "valid" else "test")
         log(f"collaborative tokens: {slots.model_name} vectors from {slots.source} ({len(slots.user_index)} users, "
             f"{len(slots.item_index)} items, {slots.d_in} -> {slots.proj_hidden} -> {slots.hidden_size})")
@@ -231,7 +246,8 @@ def run(cfg: Config, log=print) -> TrainResult:
                   gradient_accumulation=t.gradient_accumulation, learning_rate=t.learning_rate, epochs=t.epochs,
                   max_steps=t.max_steps, warmup_ratio=t.warmup_ratio, scheduler=t.scheduler,
                   eval_every=t.eval_every, patience=t.patience, seed=t.seed, validate=validate, log=log,
-                  settings=settings, param_groups=groups)
+                  settings=settings, param_groups=groups,
+                  loss_fn=choice_loss(slots.projector.alpha) if slots is not None and slots.residual else lm_loss)
     seconds = time.time() - started
     best = out / "best"
     if t.merge and t.adapter == "lora":

@@ -9,7 +9,7 @@ retriever's order cannot leak into a position bias.
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -70,13 +70,22 @@ class LLMRanker:
         return [s.prompt for s in built], order
 
     def score(self, queries: list[UserQuery]) -> list[Scored]:
-        """Score several users in one backend call (the backend batches across them)."""
+        """Score several users in one backend call (the backend batches across them).
+
+        A collaborative table with a residual adds its offset (alpha times the baseline's score)
+        to every candidate's score, as in training (`llmrec/models/cf.py`).
+        """
         style = self.template.style
         if style == "title":
-            return self._title(queries)
-        if style == "letters":
-            return self._letters(queries)
-        return self._yesno(queries)
+            out = self._title(queries)
+        elif style == "letters":
+            out = self._letters(queries)
+        else:
+            out = self._yesno(queries)
+        slots = self.prompts.builder.slots
+        if slots is not None and getattr(slots, "residual", False):
+            out = [replace(s, scores=s.scores + slots.offsets(s.user_id, s.candidates)) for s in out]
+        return out
 
     # -- title ----------------------------------------------------------------------------
     def _title(self, queries: list[UserQuery]) -> list[Scored]:

@@ -37,6 +37,8 @@ class Example:
     labels: list[int]
     item_ids: tuple[str, ...]  # every item the example shows (history, candidates, target), for audits
     shown: tuple[str, ...] = ()  # the scored items in prompt order (title: target; letters: list; yesno: item)
+    choices: tuple[int, ...] = ()  # letters: the letter tokens in prompt order; yesno: (Yes, No); title: ()
+    choice: int = -1  # index of the right answer in `choices`
 
 
 def _negatives(rng: np.random.Generator, universe: np.ndarray, seen: set[str], k: int) -> list[str]:
@@ -80,35 +82,46 @@ def build_examples(template: Template, tokenizer, ds: Dataset, split: Split, *, 
             history = _events(ds, seq, t, history_len)
             shown_history = tuple(seq.items[max(0, t - history_len):t])
             for _ in range(draws if template.style != "title" else 1):
-                for prompt, answer, items, scored in _answers(style, template.style, rng, universe, seen, n,
-                                                              seq.user_id, history, target):
+                for prompt, answer, items, scored, choices in _answers(style, template.style, rng, universe, seen,
+                                                                       n, seq.user_id, history, target):
                     out.append(Example(seq.user_id, prompt.ids + answer, [IGNORE] * len(prompt.ids) + answer,
-                                       shown_history[prompt.dropped:] + items, scored))
+                                       shown_history[prompt.dropped:] + items, scored, choices,
+                                       choices.index(answer[0]) if choices else -1))
     return out
 
 
 def _answers(style: PromptStyle, kind: str, rng: np.random.Generator, universe: np.ndarray, seen: set[str], n: int,
              user_id: str, history: list[Interaction], target: str) -> list:
-    """(prompt, answer ids, items shown, items scored) of one target, per style (see module doc)."""
+    """(prompt, answer ids, items shown, items scored, answer choices) of one target, per style (see module doc)."""
     if kind == "title":
         (s,) = style.build(user_id, history, [target])
-        return [(s.prompt, s.answers[0], (target,), (target,))]
+        return [(s.prompt, s.answers[0], (target,), (target,), ())]
     if kind == "letters":
         cands = _negatives(rng, universe, seen, n - 1) + [target]
         shown = [cands[k] for k in rng.permutation(len(cands))]
         (s,) = style.build(user_id, history, shown)
-        return [(s.prompt, s.answers[shown.index(target)], tuple(cands), tuple(shown))]
+        return [(s.prompt, s.answers[shown.index(target)], tuple(cands), tuple(shown), tuple(a[0] for a in s.answers))]
     negative = _negatives(rng, universe, seen, 1)[0]  # yes/no: the target answers Yes, an unseen item No
     pos, neg = style.build(user_id, history, [target, negative])
-    return [(pos.prompt, pos.answers[0], (target,), (target,)), (neg.prompt, neg.answers[1], (negative,), (negative,))]
+    yes_no = lambda s: (s.answers[0][0], s.answers[1][0])  # noqa: E731
+    return [(pos.prompt, pos.answers[0], (target,), (target,), yes_no(pos)),
+            (neg.prompt, neg.answers[1], (negative,), (negative,), yes_no(neg))]
 
 
-def to_hf_dataset(examples: list[Example]):
-    """A Hugging Face `datasets.Dataset` with input_ids / labels columns (tokenised once)."""
+def to_hf_dataset(examples: list[Example], offsets: list[list[float]] | None = None):
+    """A Hugging Face `datasets.Dataset` with input_ids / labels columns (tokenised once).
+
+    With `offsets` (per example, one score offset per answer choice: the collaborative residual)
+    it also holds `choices`, `choice` and `offsets`, which the choice loss reads.
+    """
     import datasets
 
-    return datasets.Dataset.from_dict({
+    columns = {
         "user_id": [e.user_id for e in examples],
         "input_ids": [e.input_ids for e in examples],
         "labels": [e.labels for e in examples],
-    })
+    }
+    if offsets is not None:
+        columns.update(choices=[list(e.choices) for e in examples], choice=[e.choice for e in examples],
+                       offsets=offsets)
+    return datasets.Dataset.from_dict(columns)

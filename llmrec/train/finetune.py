@@ -54,19 +54,44 @@ def collate(pad_id: int):
             ids[k, :n] = torch.tensor(r["input_ids"])
             labels[k, :n] = torch.tensor(r["labels"])
             mask[k, :n] = 1
-        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+        if "choices" in rows[0]:  # the choice loss's columns (see `choice_loss`)
+            batch.update(choices=torch.tensor([r["choices"] for r in rows]),
+                         choice=torch.tensor([r["choice"] for r in rows]),
+                         offsets=torch.tensor([r["offsets"] for r in rows], dtype=torch.float32))
+        return batch
+
+    return fn
+
+
+def lm_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The answer tokens' cross-entropy over the vocabulary (labels are -100 elsewhere)."""
+    return model(**batch).loss
+
+
+def choice_loss(alpha: torch.Tensor):
+    """Softmax over the answer choices (letters, or Yes/No) with the collaborative residual added:
+    logit of choice j at the answer position + alpha * offset_j, cross-entropy on the right one.
+    Ranking reads the same sum (`LLMRanker.score`), so training optimises what is ranked."""
+
+    def fn(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        shift = logits.shape[1] - batch["input_ids"].shape[1]  # a soft prompt's virtual tokens come first
+        at = (batch["labels"] != IGNORE).int().argmax(1) - 1 + shift  # the position that predicts the answer
+        rows = logits[torch.arange(len(at)), at]
+        scores = rows.gather(1, batch["choices"]).float() + alpha * batch["offsets"]
+        return torch.nn.functional.cross_entropy(scores, batch["choice"])
 
     return fn
 
 
 @torch.no_grad()
-def mean_loss(model, loader, accelerator) -> float:
+def mean_loss(model, loader, accelerator, loss_fn=lm_loss) -> float:
     model.eval()
     total, count = 0.0, 0
     for batch in loader:
-        out = model(**batch)
         n = int((batch["labels"] != IGNORE).sum())
-        total += float(out.loss) * n
+        total += float(loss_fn(model, batch)) * n
         count += n
     model.train()
     return total / max(count, 1)
@@ -143,12 +168,12 @@ def save_checkpoint(ckpt: Path, model, opt, sched, state: TrainState, settings: 
 def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int, gradient_accumulation: int,
           learning_rate: float, epochs: int, max_steps: int, warmup_ratio: float, scheduler: str,
           eval_every: int, patience: int, seed: int, validate: Callable[[object], float], log=print,
-          settings: dict | None = None, param_groups: list[dict] | None = None) -> TrainState:
+          settings: dict | None = None, param_groups: list[dict] | None = None, loss_fn=lm_loss) -> TrainState:
     """Train `model` (a peft model) in place; returns the state with the learning curve.
 
     `settings` (JSON-able) is recorded in each checkpoint and must match on resume.
     `param_groups` (AdamW groups, e.g. a projector with its own rate) replaces the default of every
-    trainable parameter at `learning_rate`.
+    trainable parameter at `learning_rate`. `loss_fn(model, batch)` is the loss (default: `lm_loss`).
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -186,7 +211,7 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
 
     def evaluate(train_loss: float | None) -> bool:
         """Validate, checkpoint, keep the best adapter; True when patience is exhausted."""
-        v_loss = mean_loss(model, valid_loader, accelerator)
+        v_loss = mean_loss(model, valid_loader, accelerator, loss_fn)
         ndcg = validate(accelerator.unwrap_model(model))
         state.curve.append({"step": state.step, "train_loss": None if train_loss is None else round(train_loss, 5),
                             "valid_loss": round(v_loss, 5), "valid_ndcg10": round(ndcg, 5)})
@@ -220,7 +245,7 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
             batches = accelerator.skip_first_batches(loader, skip) if skip else loader
             for batch in batches:
                 with accelerator.accumulate(model):
-                    loss = model(**batch).loss
+                    loss = loss_fn(model, batch)
                     accelerator.backward(loss)
                     opt.step()
                     sched.step()

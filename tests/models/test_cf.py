@@ -209,3 +209,44 @@ def test_adapter_folder_reloads_and_refuses_changed_vectors(lora_cf, tokenizer, 
     (vectors_dir / "vectors.npz").unlink()
     with pytest.raises(ConfigError, match="vectors .* are missing"):
         cf.load_table(str(tmp_path / "adapter"))
+
+
+def test_residual_offsets_and_the_choice_loss_match_ranking(lora_cf, ml100k_vectors, tokenizer, ml100k, ml100k_split):
+    """With a residual, ranking adds alpha * z to each candidate's score, and training's choice loss
+    is the softmax over exactly those scores (LM part up to the per-prompt normaliser)."""
+    from llmrec.train.examples import build_examples
+    from llmrec.train.finetune import choice_loss, collate
+
+    model, table = lora_cf
+    residual = cf.build_table(str(ml100k_vectors), 49152, 576, tokenizer, proj_hidden=32, residual=True)
+    residual.projector.load_state_dict({**table.projector.state_dict(), "alpha": residual.projector.alpha.detach()})
+    alpha = float(residual.projector.alpha.detach())
+    z = (residual.user_inputs_test @ residual.item_inputs.T).std()
+    assert alpha == pytest.approx(cf.RESIDUAL_INIT / float(z), rel=1e-5)
+    # z is the dot product of the scaled inputs; unknown users or items add nothing
+    u, i = residual.user_index["7"], residual.item_index["50"]
+    expect = float(residual.user_inputs_test[u] @ residual.item_inputs[i])
+    np.testing.assert_allclose(residual.z("7", ["50", "no-such-item"]), [expect, 0.0], rtol=1e-5)
+    assert not residual.z("no-such-user", ["50"]).any()
+    np.testing.assert_allclose(residual.offsets("7", ["50"]), [alpha * expect], rtol=1e-5)
+
+    template = load_template("letters/candidates_cf_v1")
+    queries = _queries(ml100k_split, ml100k, users=("7", "9"))
+    backend = HFBackend(model_obj=model)
+    plain = [s.scores for s in LLMRanker(template, backend, tokenizer, ml100k).score(queries)]
+    backend.slots = residual  # same id layout as the attached table: only the offsets differ
+    with_offsets = [s.scores for s in LLMRanker(template, backend, tokenizer, ml100k).score(queries)]
+    for q, a, b in zip(queries, plain, with_offsets):
+        np.testing.assert_allclose(b - a, residual.offsets(q.user_id, q.candidates), rtol=1e-5, atol=1e-5)
+
+    (e,) = build_examples(template, tokenizer, ml100k, ml100k_split, history_len=4, n=20, max_users=1,
+                          targets="valid", slots=residual)
+    assert len(e.choices) == 20 and e.choice == e.shown.index(ml100k_split[e.user_id].valid)
+    offsets = residual.z(e.user_id, list(e.shown))
+    batch = collate(0)([{"input_ids": e.input_ids, "labels": e.labels, "choices": list(e.choices),
+                         "choice": e.choice, "offsets": list(offsets)}])
+    with torch.no_grad():
+        loss = float(choice_loss(residual.projector.alpha)(model, batch))
+    (lp,) = backend.next_token_logprobs([e.input_ids[:-1]], [list(e.choices)])
+    ranked = lp + alpha * offsets  # what LLMRanker scores for these candidates in this order
+    assert loss == pytest.approx(float(-torch.log_softmax(torch.tensor(ranked), 0)[e.choice]), abs=1e-4)

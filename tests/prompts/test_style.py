@@ -38,3 +38,8 @@ def test_training_examples_equal_ranking_prompts(name, ml100k, ml100k_split, tok
             answer = s.answers[0] if e.shown == (target,) else s.answers[1]  # Yes for the target, No otherwise
         assert e.input_ids == s.prompt.ids + answer, f"{name}: user {e.user_id}: training and ranking differ"
         assert e.labels[len(s.prompt.ids):] == answer
+        # the choice loss's answer choices are the ranker's answer tokens, the right one marked
+        if template.style == "title":
+            assert e.choices == () and e.choice == -1
+        else:
+            assert e.choices == tuple(a[0] for a in s.answers) and e.choices[e.choice] == answer[0]

@@ -2,6 +2,7 @@
 saved with its template, `rank --adapter` uses it, and an interrupted run resumes to the same weights."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -68,6 +69,44 @@ def test_train_then_rank_with_adapter(prepared_valid):
     base = [json.loads(line) for line in (zero.run_dir / "ranks.jsonl").read_text().splitlines()]
     assert [r["user_id"] for r in rows] == [r["user_id"] for r in base]
     assert any(r["scores"] != b["scores"] for r, b in zip(rows, base))
+
+
+def test_train_with_collaborative_tokens_then_rank(prepared_valid, ml100k_vectors, tmp_path):
+    """Projector + LoRA on validation targets (the validation-NDCG users held out), saved beside the
+    adapter; `rank` loads both and refuses a cf template without them."""
+    from llmrec.data.candidates import CandidateSet
+    from llmrec.errors import ConfigError
+    from llmrec.recipes import rank, train
+
+    cfg = with_(prepared_valid, "train.template=letters/candidates_cf_only_v1", f"train.cf_vectors={ml100k_vectors}",
+                "train.draws=2", "train.cf_unknown_rate=0.1", "train.valid_users=8", "train.max_steps=4",
+                "train.eval_every=4", f"train.out={tmp_path / 'cf'}")
+    logs = []
+    res = train.run(cfg, log=logs.append)
+    assert any("collaborative tokens: bpr vectors" in line for line in logs)
+    valid = Path(cfg.out_dir) / "candidates" / "sampled-20.valid.jsonl"
+    held = [c.user_id for c in CandidateSet.load(valid).lists[:8]]
+    users = list(_split(cfg).users)[:40]
+    assert res.examples == 2 * len(set(users) - set(held))  # one validation target per user, two draws
+    curve = [c for c in res.curve if "valid_loss" in c]
+    assert curve[-1]["valid_loss"] < curve[0]["valid_loss"] - 0.1
+    best = res.adapter_dir
+    meta = json.loads((best / "cf.json").read_text())
+    assert meta["vectors"] == str((ml100k_vectors / "vectors.npz").resolve()) and meta["placeholder"] == "<empty_output>"
+    assert (best / "cf_projector.safetensors").is_file()
+
+    ranked = rank.run(with_(cfg, f"model.adapter={best}", "rank.template=letters/candidates_cf_only_v1",
+                            "rank.users=4"), log=lambda *_: None)
+    run = json.loads((ranked.run_dir / "run.json").read_text())
+    assert ranked.metrics["users"] == 4 and "+" in run["settings"]["adapter_sha256"]  # adapter + projector
+    with pytest.raises(ConfigError, match="places collaborative vectors"):
+        rank.run(with_(cfg, "rank.template=letters/candidates_cf_only_v1", "rank.users=4"), log=lambda *_: None)
+    with pytest.raises(ConfigError, match="set train.cf_vectors"):
+        train.run(with_(cfg, "train.cf_vectors=''"), log=lambda *_: None)
+    with pytest.raises(ConfigError, match="has no | cf slot"):
+        train.run(with_(cfg, "train.template=title/next_item_v1"), log=lambda *_: None)
+    with pytest.raises(ConfigError, match="merge cannot fold"):
+        train.run(with_(cfg, "train.merge=true"), log=lambda *_: None)
 
 
 @pytest.fixture(scope="module")
