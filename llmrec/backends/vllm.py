@@ -13,6 +13,15 @@ Adapters: LoRA folders are served through `enable_lora` with one `LoRARequest` p
 can share an engine; switch with `use`). Prompt-tuning folders are served as mixed prompts: the
 virtual-token embeddings fill the first rows of `prompt_embeds` and the real tokens stay token
 ids (`prompt_is_token_ids`), so prompt log-probabilities still come back for the real tokens.
+
+Collaborative tokens (`llmrec/models/cf.py`): an adapter folder with `cf.json` brings its projector
+table (`self.slots`, on CPU). Slot ids (past the vocabulary) become `prompt_embeds` rows holding
+the projected vectors, cached per (adapter, stage, id); with prompt-tuning they join the mixed
+prompts above. With a LoRA active, vLLM 0.32 fails on mixed prompts (its LoRA embedding layer gets
+the token-id positions alone), so a LoRA with collaborative tokens sends embeddings only, token
+rows read from the model's embedding matrix (plain-lookup architectures, `PLAIN_EMBEDDINGS`).
+vLLM hashes each block's `prompt_embeds` into its prefix-cache key, so prompts that differ only in
+a vector share no cached block. A slot inside a continuation gets NaN, as on transformers.
 """
 
 from __future__ import annotations
@@ -32,6 +41,9 @@ from llmrec.errors import ConfigError
 from llmrec.models.load import pick_dtype, resolve_model
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the sizes vLLM accepts for max_lora_rank
+# architectures whose input layer only looks rows up (no scale): a LoRA with collaborative tokens can
+# send its prompts as those rows (see the module docstring)
+PLAIN_EMBEDDINGS = ("llama", "mistral", "mixtral", "qwen2", "qwen3")
 MAX_ANSWER_IDS = 128  # vLLM's limit on logprob_token_ids
 
 
@@ -44,6 +56,7 @@ class Adapter:
     kind: str  # lora | prompt-tuning
     rank: int = 0  # LoRA
     embeds: Any = None  # prompt-tuning: (num_virtual_tokens, hidden) tensor
+    slots: Any = None  # collaborative tokens: the adapter's `SlotTable` (cf.json + projector), else None
 
 
 def read_adapter(path: str, name: str = "") -> Adapter:
@@ -55,6 +68,12 @@ def read_adapter(path: str, name: str = "") -> Adapter:
     cfg = json.loads(cfg_file.read_text())
     kind = cfg.get("peft_type")
     name = name or folder.name
+    slots = None
+    if kind in ("LORA", "PROMPT_TUNING"):
+        from llmrec.models import cf
+
+        if cf.has_cf(str(folder)):
+            slots = cf.load_table(str(folder)).eval()
     if kind == "LORA":
         targets = cfg.get("target_modules") or []
         targets = [targets] if isinstance(targets, str) else list(targets)
@@ -62,16 +81,55 @@ def read_adapter(path: str, name: str = "") -> Adapter:
             raise ConfigError(f"{path}: LoRA on lm_head cannot be scored by vLLM (prompt log-probabilities "
                               "crash with an adapted head); rank with rank.backend=hf, or retrain with "
                               "train.lora_target_modules without lm_head")
-        return Adapter(name, str(folder), "lora", rank=int(cfg.get("r", 8)))
+        if slots is not None and any("embed" in t for t in [*targets, *(cfg.get("modules_to_save") or [])]):
+            raise ConfigError(f"{path}: a LoRA on the input embeddings with collaborative tokens cannot be served "
+                              "by vLLM (its prompts go as embedding rows); rank with rank.backend=hf")
+        return Adapter(name, str(folder), "lora", rank=int(cfg.get("r", 8)), slots=slots)
     if kind == "PROMPT_TUNING":
         from safetensors.torch import load_file
 
         weights = load_file(str(folder / "adapter_model.safetensors"))
         if "prompt_embeddings" not in weights:
             raise ConfigError(f"{path}: prompt-tuning adapter without prompt_embeddings")
-        return Adapter(name, str(folder), "prompt-tuning", embeds=weights["prompt_embeddings"])
+        return Adapter(name, str(folder), "prompt-tuning", embeds=weights["prompt_embeddings"], slots=slots)
     raise ConfigError(f"{path}: peft type {kind!r} cannot be served by vLLM here (LoRA and prompt-tuning "
                       "can); rank with rank.backend=hf")
+
+
+def check_slots(adapter: Adapter, model_path: str) -> str:
+    """The projector must fit the served model (as `cf.attach` checks on the transformers side);
+    returns the model type ("" when the config cannot be read: vLLM will say what is wrong)."""
+    from transformers import AutoConfig
+
+    try:
+        cfg = AutoConfig.from_pretrained(model_path)
+        cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
+        vocab, hidden = int(cfg.vocab_size), int(cfg.hidden_size)
+    except (OSError, ValueError, AttributeError):
+        return ""
+    table = adapter.slots
+    if vocab != table.vocab_size:
+        raise ConfigError(f"{adapter.path}: collaborative tokens: the model has {vocab} token embeddings, the adapter "
+                          f"was trained with {table.vocab_size}; use the model it was trained on")
+    if hidden != table.hidden_size:
+        raise ConfigError(f"{adapter.path}: collaborative tokens: hidden size {hidden} != {table.hidden_size} of the "
+                          "projector; use the model the adapter was trained on")
+    return str(getattr(cfg, "model_type", ""))
+
+
+def input_embeddings(model_path: str, vocab_size: int, hidden_size: int):
+    """The model's token embedding matrix (vocab, hidden), read from its safetensors files."""
+    from safetensors import safe_open
+
+    for f in sorted(Path(model_path).glob("*.safetensors")):
+        with safe_open(str(f), framework="pt") as st:
+            for key in st.keys():  # noqa: SIM118 - a safe_open handle is not iterable
+                if key.endswith("embed_tokens.weight"):
+                    weight = st.get_tensor(key)
+                    if weight.shape[0] >= vocab_size and weight.shape[1] == hidden_size:
+                        return weight[:vocab_size]
+    raise ConfigError(f"{model_path}: no embed_tokens weight of {vocab_size} x {hidden_size} in its safetensors "
+                      "files, which a LoRA adapter with collaborative tokens needs on vLLM; rank with rank.backend=hf")
 
 
 class VLLMBackend:
@@ -124,42 +182,105 @@ class VLLMBackend:
             need = max(a.rank for a in loras)
             kwargs.update(enable_lora=True, max_loras=s.max_loras or len(loras) + 1,
                           max_lora_rank=s.max_lora_rank or next(r for r in LORA_RANKS if r >= need))
-        if any(a.kind == "prompt-tuning" for a in self.adapters.values()):
+        if any(a.kind == "prompt-tuning" or a.slots is not None for a in self.adapters.values()):
             kwargs["enable_prompt_embeds"] = True
+        self._embeddings = None  # token rows for the embeddings-only prompts of a LoRA with collaborative tokens
+        for a in self.adapters.values():
+            if a.slots is None:
+                continue
+            model_type = check_slots(a, path)
+            a.slots.to(torch_dtype)  # projected rows in the engine's dtype, as the transformers hooks do
+            if a.kind == "lora" and self._embeddings is None:
+                if model_type not in PLAIN_EMBEDDINGS:
+                    raise ConfigError(f"{a.path}: a LoRA adapter with collaborative tokens is served by vLLM as "
+                                      "embedding rows, which needs a model whose input layer is a plain lookup "
+                                      f"({', '.join(PLAIN_EMBEDDINGS)}), not {model_type or 'unknown'}; rank with "
+                                      "rank.backend=hf")
+                self._embeddings = input_embeddings(path, a.slots.vocab_size, a.slots.hidden_size).to(torch_dtype)
         self.llm = LLM(**kwargs)
         self.max_length = int(self.llm.llm_engine.model_config.max_model_len)
+        self._model_vocab = int(self.llm.llm_engine.model_config.get_vocab_size())
         self._lora_ids = {a.path: k + 1 for k, a in enumerate(loras)}
+        self._rows: dict[tuple[str, str, int], Any] = {}  # (adapter, stage, slot id) -> projected row
         self.active: Adapter | None = None
+        self.slots = None  # the active adapter's collaborative-vector table, read by `LLMRanker`
         self.use(adapter or None)
 
     # -- adapters ------------------------------------------------------------------------------
     def use(self, adapter: str | None) -> None:
         """Score with this adapter (a path given at construction) or with the base model (None)."""
         if adapter is None:
-            self.active = None
+            self.active, self.slots = None, None
             return
         if adapter not in self.adapters:
             raise ConfigError(f"adapter {adapter} was not loaded into this engine; known: {sorted(self.adapters)}")
         self.active = self.adapters[adapter]
+        self.slots = self.active.slots
         if self.active.kind == "prompt-tuning":
             self.max_length = int(self.llm.llm_engine.model_config.max_model_len) - self.active.embeds.shape[0]
 
     def _virtual(self) -> int:
         return self.active.embeds.shape[0] if self.active and self.active.kind == "prompt-tuning" else 0
 
+    def _vocab(self) -> int:
+        """Ids from here on are collaborative-vector slots (past the vocabulary), not tokens."""
+        return self.slots.vocab_size if self.slots is not None else self._model_vocab
+
+    def _slot_rows(self, ids: list[int]):
+        """Projected vectors (k, hidden) of slot ids, computed once per (adapter, stage, id)."""
+        import torch
+
+        table = self.slots
+        if table is None:
+            raise ConfigError("a prompt holds collaborative-vector slots (ids past the vocabulary) but the active "
+                              "adapter has no projector (cf.json); use the adapter trained with this template")
+        key = (self.active.path, table.stage)
+        missing = sorted({t for t in ids if (*key, t) not in self._rows})
+        if missing:
+            with torch.no_grad():
+                rows = table.rows(torch.tensor(missing, dtype=torch.long)).to(self.dtype)
+            for t, row in zip(missing, rows):
+                self._rows[(*key, t)] = row
+        return torch.stack([self._rows[(*key, t)] for t in ids])
+
     def _prompt(self, ids: list[int]):
-        """A token prompt, or a mixed prompt with the soft prompt's embeddings before the tokens."""
+        """A token prompt, or a mixed prompt: the soft prompt's embeddings before the tokens and the
+        projected collaborative vectors at slot positions fill `prompt_embeds`; the rest stay token ids."""
         from vllm.inputs import EmbedsPrompt, TokensPrompt
 
         v = self._virtual()
-        if not v:
+        vocab = self._vocab()
+        at = [k for k, t in enumerate(ids) if t >= vocab]
+        if self.active is not None and self.active.kind == "lora" and self.slots is not None:
+            return self._embeds_only(ids, at)
+        if not v and not at:
             return TokensPrompt(prompt_token_ids=list(ids))
         import torch
 
-        embeds = torch.zeros((v + len(ids), self.active.embeds.shape[1]), dtype=self.dtype)
-        embeds[:v] = self.active.embeds.to(self.dtype)
-        return EmbedsPrompt(prompt_embeds=embeds, prompt_token_ids=[0] * v + list(ids),
-                            prompt_is_token_ids=[False] * v + [True] * len(ids))
+        rows = self._slot_rows([ids[k] for k in at]) if at else None
+        hidden = self.active.embeds.shape[1] if v else rows.shape[1]
+        embeds = torch.zeros((v + len(ids), hidden), dtype=self.dtype)
+        if v:
+            embeds[:v] = self.active.embeds.to(self.dtype)
+        if at:
+            embeds[[v + k for k in at]] = rows
+        # vLLM zeroes the ids of embedding rows (and hashes those rows into the prefix-cache keys);
+        # the placeholder token stands there
+        fill = self.slots.placeholder_id if at else 0
+        return EmbedsPrompt(prompt_embeds=embeds, prompt_token_ids=[0] * v + [t if t < vocab else fill for t in ids],
+                            prompt_is_token_ids=[False] * v + [t < vocab for t in ids])
+
+    def _embeds_only(self, ids: list[int], at: list[int]):
+        """Every row an embedding: token rows from the embedding matrix, slot rows projected (a LoRA
+        with collaborative tokens; every prompt of that adapter, so no batch mixes the two kinds)."""
+        import torch
+        from vllm.inputs import EmbedsPrompt
+
+        t = torch.tensor(ids, dtype=torch.long)
+        embeds = self._embeddings[t.clamp(max=self._embeddings.shape[0] - 1)]
+        if at:
+            embeds[at] = self._slot_rows([ids[k] for k in at])
+        return EmbedsPrompt(prompt_embeds=embeds)
 
     def _generate(self, prompts: list, params) -> list:
         lora = None
@@ -171,25 +292,30 @@ class VLLMBackend:
 
     # -- protocol ------------------------------------------------------------------------------
     def continuation_logprobs(self, requests: Sequence[ScoreRequest]) -> list[list[np.ndarray]]:
+        """A continuation token that is a collaborative-vector slot gets NaN (a vector is not a token
+        the model predicts), as on the transformers backend."""
         from vllm import SamplingParams
 
+        vocab = self._vocab()
         if self.settings.path == "plain":
             flat = [(r.prompt, c) for r in requests for c in r.continuations]
             outs = self._generate([self._prompt(p + c) for p, c in flat],
                                   SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False))
             v = self._virtual()
-            scores = iter([np.array([o.prompt_logprobs[v + len(p) + j][t].logprob for j, t in enumerate(c)])
-                           for (p, c), o in zip(flat, outs)])
+            scores = iter([np.array([o.prompt_logprobs[v + len(p) + j][t].logprob if t < vocab else np.nan
+                                     for j, t in enumerate(c)]) for (p, c), o in zip(flat, outs)])
             return [[next(scores) for _ in r.continuations] for r in requests]
         prompts, params, where = [], [], []
         for i, r in enumerate(requests):
             for k, c in enumerate(r.continuations):
                 for j, t in enumerate(c):
+                    if t >= vocab:  # not a token: nothing to ask for
+                        continue
                     prompts.append(self._prompt(r.prompt + c[:j]))
                     params.append(SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=[t], detokenize=False))
                     where.append((i, k, j, t))
-        out = [[np.zeros(len(c)) for c in r.continuations] for r in requests]
-        for (i, k, j, t), o in zip(where, self._generate(prompts, params)):
+        out = [[np.array([np.nan if t >= vocab else 0.0 for t in c]) for c in r.continuations] for r in requests]
+        for (i, k, j, t), o in zip(where, self._generate(prompts, params) if prompts else []):
             out[i][k][j] = o.outputs[0].logprobs[0][t].logprob
         return out
 

