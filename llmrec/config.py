@@ -178,11 +178,16 @@ class BaselineConfig:
     max_len: int | None = None  # sasrec: most recent items read
     seed: int = 0
     retrieve: int = 0  # also write candidates/retrieved-<N>.<stage>.jsonl from this model's top N
+    retrieve_label: str = ""  # that file's label instead of retrieved-<N> (several retrievers side by side)
     top_k: int = 20  # candidates written per user in ranks.jsonl (the rank uses all of them)
 
     def __post_init__(self) -> None:
         if self.retrieve < 0 or self.top_k < 0:
             raise ConfigError("baseline.retrieve and baseline.top_k must be >= 0")
+        if self.retrieve_label and not (self.retrieve_label.replace("-", "").replace("_", "").isalnum()
+                                        and self.retrieve_label.isascii()):
+            raise ConfigError(f"baseline.retrieve_label: letters, digits, - and _ only (it names a file under "
+                              f"candidates/); got {self.retrieve_label!r}")
         for key in ("embedding_size", "epochs", "batch_size", "patience", "neighbours", "negatives", "layers",
                     "heads", "max_len"):
             value = getattr(self, key)

@@ -70,7 +70,7 @@ def run(cfg: Config, log=print) -> BaselineResult:
     result = BaselineResult([], {}, fit_seconds)
     if b.retrieve:
         cs = retrieve(model, data, split, b.retrieve, "test", b.seed)
-        path = out / "candidates" / f"retrieved-{b.retrieve}.test.jsonl"
+        path = out / "candidates" / f"{b.retrieve_label or f'retrieved-{b.retrieve}'}.test.jsonl"
         cs.save(path)
         result.retrieved = path
         result.retriever_recall = float(np.mean([c.positive is not None for c in cs.lists]))

@@ -4,7 +4,7 @@ import pytest
 
 from llmrec.config import apply_overrides, from_dict, to_dict
 from llmrec.data.candidates import CandidateSet
-from llmrec.errors import DataError
+from llmrec.errors import ConfigError, DataError
 from llmrec.eval.compare import compare
 from llmrec.recipes import baseline
 
@@ -38,6 +38,12 @@ def test_baselines_score_the_same_candidates_and_compare(prepared, tmp_path):
     assert m["HR@10"] <= bpr.retriever_recall  # misses count as misses for the reranker
     with pytest.raises(DataError, match="different candidate files"):
         compare([pop_dir, pop_r.run_dirs[0]])
+    # another retriever's top 20 goes into its own file, next to the first one
+    again = baseline.run(with_(prepared, "baseline.name=pop", "baseline.retrieve=20",
+                               "baseline.retrieve_label=retrieved-20-pop", "baseline.candidates=[]"), log=lambda *_: None)
+    assert again.retrieved.name == "retrieved-20-pop.test.jsonl" and CandidateSet.load(bpr.retrieved).lists == cs.lists
+    with pytest.raises(ConfigError, match="retrieve_label: letters, digits"):
+        with_(prepared, "baseline.retrieve_label=../x")
 
 
 def test_new_baselines_score_exactly_the_candidate_file(prepared, tmp_path):
