@@ -249,3 +249,20 @@ def test_interrupted_training_resumes_to_the_same_weights(ml100k, ml100k_split, 
     for k in a:
         torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
     assert [c["step"] for c in state2.curve if "step" in c] == [0, 2, 4, 6]
+
+
+def test_collm_second_step_trains_only_the_projector(tiny, ml100k_vectors):
+    """`train.init_adapter` + `train.cf_train=projector`: the loaded LoRA stays as it was."""
+    from safetensors.torch import load_file
+
+    from llmrec.recipes import train
+
+    cfg, folder = tiny
+    first = folder / "a" / "best"
+    res = train.run(with_(cfg, "train.template=letters/candidates_cf_only_v1", f"train.cf_vectors={ml100k_vectors}",
+                          f"train.init_adapter={first}", "train.cf_train=projector", "train.max_steps=2",
+                          "train.eval_every=2", f"train.out={folder / 'step2'}"), log=lambda *_: None)
+    before, after = (load_file(str(p / "adapter_model.safetensors")) for p in (first, res.adapter_dir.parent / "checkpoint" / "adapter"))
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    projector = load_file(str(res.adapter_dir.parent / "checkpoint" / "adapter" / "cf_projector.safetensors"))
+    assert projector["unknown"].abs().sum() > 0  # the projector trained (its unknown rows start at zero)
