@@ -103,9 +103,8 @@ def _answers(style: PromptStyle, kind: str, rng: np.random.Generator, universe: 
         return [(s.prompt, s.answers[shown.index(target)], tuple(cands), tuple(shown), tuple(a[0] for a in s.answers))]
     negative = _negatives(rng, universe, seen, 1)[0]  # yes/no: the target answers Yes, an unseen item No
     pos, neg = style.build(user_id, history, [target, negative])
-    yes_no = lambda s: (s.answers[0][0], s.answers[1][0])  # noqa: E731
-    return [(pos.prompt, pos.answers[0], (target,), (target,), yes_no(pos)),
-            (neg.prompt, neg.answers[1], (negative,), (negative,), yes_no(neg))]
+    return [(pos.prompt, pos.answers[0], (target,), (target,), (pos.answers[0][0], pos.answers[1][0])),
+            (neg.prompt, neg.answers[1], (negative,), (negative,), (neg.answers[0][0], neg.answers[1][0]))]
 
 
 def to_hf_dataset(examples: list[Example], offsets: list[list[float]] | None = None):
