@@ -24,8 +24,15 @@ def render_for_user(cfg: Config, user_id: str) -> tuple[str, int, int]:
     if query is None:
         raise DataError(f"user {user_id!r} is not in {job.source}")
     model_cfg = AutoConfig.from_pretrained(resolve_model(cfg.model.name))
+    slots = None
+    if template.uses_cf and cfg.model.adapter:  # collaborative slots come from the adapter's projector files
+        from llmrec.models import cf
+
+        if cf.has_cf(cfg.model.adapter):
+            slots = cf.load_table(cfg.model.adapter)
+            slots.set_stage(job.stage)
     ranker = LLMRanker(template, None, load_tokenizer(cfg.model.name), ds, cfg.rank.scoring,
                        cfg.rank.max_prompt_tokens, cfg.rank.seed,
-                       max_length=getattr(model_cfg, "max_position_embeddings", 2048))
+                       max_length=getattr(model_cfg, "max_position_embeddings", 2048), slots=slots)
     (prompt, *_), _ = ranker.build_prompts(query)
     return prompt.text, len(prompt.ids), prompt.dropped

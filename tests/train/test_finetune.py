@@ -101,6 +101,14 @@ def test_train_with_collaborative_tokens_then_rank(prepared_valid, ml100k_vector
     assert ranked.metrics["users"] == 4 and "+" in run["settings"]["adapter_sha256"]  # adapter + projector
     with pytest.raises(ConfigError, match="places collaborative vectors"):
         rank.run(with_(cfg, "rank.template=letters/candidates_cf_only_v1", "rank.users=4"), log=lambda *_: None)
+    # `prompts render` shows where the vectors go, with the adapter's slots (and refuses without them)
+    from llmrec.errors import TemplateError
+    from llmrec.recipes.render import render_for_user
+
+    text, _, _ = render_for_user(with_(cfg, f"model.adapter={best}", "rank.template=letters/candidates_cf_only_v1"), "7")
+    assert text.count("<empty_output>") == 3 + 1 + 20  # history, user, candidates
+    with pytest.raises(TemplateError, match="places collaborative vectors"):
+        render_for_user(with_(cfg, "rank.template=letters/candidates_cf_only_v1"), "7")
     with pytest.raises(ConfigError, match="set train.cf_vectors"):
         train.run(with_(cfg, "train.cf_vectors=''"), log=lambda *_: None)
     with pytest.raises(ConfigError, match="has no | cf slot"):
