@@ -243,6 +243,7 @@ class TrainConfig:
     cf_train: str = "both"  # both: adapter + projector | projector: the adapter stays as loaded (CoLLM step 2)
     cf_residual: bool = False  # also add alpha x the baseline's score to each answer's score (letters, yesno)
     init_adapter: str = ""  # start from this trained adapter folder (e.g. a text-only LoRA, CoLLM step 1)
+    curriculum: str = ""  # a text-only twin of `template` (LLaRA): its prompts give way to the hybrid ones over training
 
     def __post_init__(self) -> None:
         if self.adapter not in ("lora", "prompt-tuning"):

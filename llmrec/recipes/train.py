@@ -9,7 +9,9 @@ A `| cf` template trains collaborative tokens too: the projector of `train.cf_ve
 run) is attached to the model, trained with the adapter at `train.cf_learning_rate` (or alone,
 `train.cf_train=projector` on a `train.init_adapter`, CoLLM's second step), and saved in `best/`
 beside the adapter. Its examples target the validation items (`train.targets=auto`), and the users
-scored for validation NDCG@10 are then held out of training.
+scored for validation NDCG@10 are then held out of training. `train.curriculum` names a text-only
+twin of the template (LLaRA's curriculum): each training example is drawn from the twin's prompt
+at first and from the hybrid one more and more often, all hybrid by the last step.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def checkpoint_settings(cfg: Config, template, split: Split, split_path: Path) -
         extra["cf.vectors_sha256"] = cf.sha256_of(cf.vectors_path(cfg.train.cf_vectors))
     if cfg.train.init_adapter:
         extra["init_adapter.sha256"] = adapter_sha256(cfg.train.init_adapter)
+    if cfg.train.curriculum:
+        extra["curriculum.sha256"] = load_template(cfg.train.curriculum).sha256
     return {**train, **extra, "model.name": cfg.model.name, "template.sha256": template.sha256,
             "data.hash": split.dataset_hash, "split.sha256": hashlib.sha256(split_path.read_bytes()).hexdigest(),
             "candidates.n": cfg.candidates.n, "split.history_len": cfg.split.history_len}
@@ -106,6 +110,12 @@ def check_cf(cfg: Config, template) -> None:
         raise ConfigError("train.merge cannot fold the collaborative-token projector into the weights; leave it off")
     if t.cf_train == "projector" and not template.uses_cf:
         raise ConfigError("train.cf_train=projector trains the projector of a | cf template only")
+    if t.curriculum:
+        twin = load_template(t.curriculum)
+        if not template.uses_cf or twin.uses_cf or twin.style != template.style:
+            raise ConfigError(f"train.curriculum={twin.name} ({twin.style} style) must be a text-only twin of the "
+                              f"| cf template being trained ({template.name}, {template.style} style), e.g. "
+                              "letters/candidates_v1 for letters/candidates_cf_v1")
 
 
 def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_len: int, max_tokens: int,
@@ -129,7 +139,8 @@ def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_
                      + ([targets, t.draws, sorted(held_users or [])] if targets != "train" or t.draws > 1 or held_users
                         else [])
                      + ([slots.source_sha256, slots.placeholder_id] if slots is not None else [])
-                     + (["residual", slots.stage] if residual else []))
+                     + (["residual", slots.stage] if residual else [])
+                     + (["curriculum", load_template(t.curriculum).sha256] if t.curriculum else []))
     cache = Path(cfg.out_dir) / "examples" / hashlib.sha256(key.encode()).hexdigest()[:16]
     if (cache / "train").is_dir() and (cache / "valid").is_dir():
         log(f"training examples from cache {cache}")
@@ -139,17 +150,27 @@ def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_
                               seed=t.seed, targets=targets, draws=t.draws, slots=slots)
     if not examples:
         raise ConfigError(f"no training examples for {template.name}: every user has fewer than 2 training items")
+    twins = None
+    if t.curriculum:  # the same targets, negatives and order (same seed), without the vectors
+        twins = build_examples(load_template(t.curriculum), tokenizer, ds, split, history_len=history_len,
+                               n=cfg.candidates.n, prefixes_per_user=t.prefixes_per_user, max_users=t.max_users,
+                               max_tokens=max_tokens, seed=t.seed, targets=targets, draws=t.draws)
+        if [(e.user_id, e.shown, e.choices, e.choice) for e in twins] != [(e.user_id, e.shown, e.choices, e.choice)
+                                                                    for e in examples]:
+            raise ConfigError(f"train.curriculum={t.curriculum}: its examples do not pair with {template.name}'s "
+                              "(a different candidate count or answer?)")
     users = list(dict.fromkeys(e.user_id for e in examples))
     held = held_users or set(users[len(users) - max(1, len(users) // 20):])
-    def dataset(rows):
+    def dataset(rows, text=None):
         if not residual:
-            return to_hf_dataset(rows)
+            return to_hf_dataset(rows, text=text)
         # the residual's offsets: the baseline's score of each answer choice (No: none)
         offsets = [list(slots.z(e.user_id, list(e.shown))) if template.style == "letters"
                    else [float(slots.z(e.user_id, [e.shown[0]])[0]), 0.0] for e in rows]
-        return to_hf_dataset(rows, offsets)
+        return to_hf_dataset(rows, offsets, text=text)
 
-    train_ds = dataset([e for e in examples if e.user_id not in held])
+    keep = [k for k, e in enumerate(examples) if e.user_id not in held]
+    train_ds = dataset([examples[k] for k in keep], [twins[k] for k in keep] if twins else None)
     valid_ds = dataset([e for e in examples if e.user_id in held][:64])
     train_ds.save_to_disk(str(cache / "train"))
     valid_ds.save_to_disk(str(cache / "valid"))
@@ -207,6 +228,14 @@ def run(cfg: Config, log=print) -> TrainResult:
         slots = cf.attach(model, cf.build_table(t.cf_vectors, embedding.num_embeddings, embedding.embedding_dim,
                                                 tokenizer, t.cf_hidden, t.cf_unknown_rate, t.cf_residual))
         slots.set_stage("valid" if targets == "valid" else "test")
+        if t.init_adapter and cf.has_cf(t.init_adapter):  # e.g. CoLLM step 1's learned residual weight
+            init = cf.load_table(t.init_adapter)
+            if (init.source_sha256, init.proj_hidden, init.residual) == (slots.source_sha256, slots.proj_hidden,
+                                                                          slots.residual):
+                slots.projector.load_state_dict(init.projector.state_dict())
+                log(f"projector and residual weight start from {t.init_adapter}")
+            else:
+                log(f"{t.init_adapter} has a projector over other vectors or width: the projector starts fresh")
         log(f"collaborative tokens: {slots.model_name} vectors from {slots.source} ({len(slots.user_index)} users, "
             f"{len(slots.item_index)} items, {slots.d_in} -> {slots.proj_hidden} -> {slots.hidden_size})")
     model = model.to(device)
@@ -246,7 +275,7 @@ def run(cfg: Config, log=print) -> TrainResult:
                   gradient_accumulation=t.gradient_accumulation, learning_rate=t.learning_rate, epochs=t.epochs,
                   max_steps=t.max_steps, warmup_ratio=t.warmup_ratio, scheduler=t.scheduler,
                   eval_every=t.eval_every, patience=t.patience, seed=t.seed, validate=validate, log=log,
-                  settings=settings, param_groups=groups,
+                  settings=settings, param_groups=groups, curriculum=bool(t.curriculum),
                   loss_fn=choice_loss(slots.projector.alpha) if slots is not None and slots.residual else lm_loss)
     seconds = time.time() - started
     best = out / "best"

@@ -107,11 +107,14 @@ def _answers(style: PromptStyle, kind: str, rng: np.random.Generator, universe: 
             (neg.prompt, neg.answers[1], (negative,), (negative,), (neg.answers[0][0], neg.answers[1][0]))]
 
 
-def to_hf_dataset(examples: list[Example], offsets: list[list[float]] | None = None):
+def to_hf_dataset(examples: list[Example], offsets: list[list[float]] | None = None,
+                  text: list[Example] | None = None):
     """A Hugging Face `datasets.Dataset` with input_ids / labels columns (tokenised once).
 
     With `offsets` (per example, one score offset per answer choice: the collaborative residual)
-    it also holds `choices`, `choice` and `offsets`, which the choice loss reads.
+    it also holds `choices`, `choice` and `offsets`, which the choice loss reads. With `text` (the
+    same examples from a text-only twin template) it holds their `text_input_ids` / `text_labels`,
+    which a curriculum swaps in.
     """
     import datasets
 
@@ -120,6 +123,8 @@ def to_hf_dataset(examples: list[Example], offsets: list[list[float]] | None = N
         "input_ids": [e.input_ids for e in examples],
         "labels": [e.labels for e in examples],
     }
+    if text is not None:
+        columns.update(text_input_ids=[e.input_ids for e in text], text_labels=[e.labels for e in text])
     if offsets is not None:
         columns.update(choices=[list(e.choices) for e in examples], choice=[e.choice for e in examples],
                        offsets=offsets)

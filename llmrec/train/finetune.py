@@ -8,7 +8,8 @@ batches already seen and carries on. The checkpoint is written to a temporary fo
 so an interruption while saving leaves the previous one intact. The checkpoint also records the
 settings that shaped it (`settings.json`), and a resume under different settings is refused.
 A model with collaborative tokens (`llmrec.models.cf`) saves and resumes its projector with the
-adapter, in the same folders.
+adapter, in the same folders. With `curriculum`, each example is its text-only twin's prompt or the
+hybrid one by a draw that favours the hybrid linearly over the run (`Curriculum`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from llmrec.errors import ConfigError
@@ -41,6 +43,28 @@ class TrainState:
     @classmethod
     def load(cls, path: Path) -> TrainState:
         return cls(**json.loads(path.read_text()))
+
+
+class Curriculum(torch.utils.data.Dataset):
+    """LLaRA's curriculum over one epoch's order of a dataset with `text_*` twin columns.
+
+    The example at position k of the run (`start` + index) is the hybrid prompt with probability
+    k / `span` (the run's examples), else its text-only twin. The draw depends only on (seed, k),
+    so a resumed run sees the same prompts.
+    """
+
+    def __init__(self, data, start: int, span: int, seed: int) -> None:
+        self.data, self.start, self.span, self.seed = data, start, max(span, 1), seed
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, k: int) -> dict:
+        row = self.data[k]
+        at = self.start + k
+        if np.random.default_rng([self.seed, at]).random() >= at / self.span:
+            row = {**row, "input_ids": row["text_input_ids"], "labels": row["text_labels"]}
+        return {c: v for c, v in row.items() if not c.startswith("text_")}
 
 
 def collate(pad_id: int):
@@ -168,12 +192,14 @@ def save_checkpoint(ckpt: Path, model, opt, sched, state: TrainState, settings: 
 def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int, gradient_accumulation: int,
           learning_rate: float, epochs: int, max_steps: int, warmup_ratio: float, scheduler: str,
           eval_every: int, patience: int, seed: int, validate: Callable[[object], float], log=print,
-          settings: dict | None = None, param_groups: list[dict] | None = None, loss_fn=lm_loss) -> TrainState:
+          settings: dict | None = None, param_groups: list[dict] | None = None, loss_fn=lm_loss,
+          curriculum: bool = False) -> TrainState:
     """Train `model` (a peft model) in place; returns the state with the learning curve.
 
     `settings` (JSON-able) is recorded in each checkpoint and must match on resume.
     `param_groups` (AdamW groups, e.g. a projector with its own rate) replaces the default of every
     trainable parameter at `learning_rate`. `loss_fn(model, batch)` is the loss (default: `lm_loss`).
+    `curriculum` draws each example from its text-only twin or hybrid prompt (`Curriculum`).
     """
     from accelerate import Accelerator
     from accelerate.utils import set_seed
@@ -185,14 +211,19 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
                               mixed_precision="bf16" if torch.cuda.is_available() else "no")
 
 
+    if curriculum and "text_input_ids" not in train_ds.column_names:
+        raise ConfigError("a curriculum needs the text-only twin's examples (text_input_ids)")
+    steps_per_epoch = math.ceil(math.ceil(len(train_ds) / batch_size) / gradient_accumulation)
+    total = max_steps or steps_per_epoch * epochs
+
     def epoch_loader(epoch: int):
         """Each epoch's order is a pure function of (seed, epoch), so a resumed run sees the same batches."""
         data = train_ds.shuffle(seed=seed + epoch)
+        if curriculum:
+            data = Curriculum(data, epoch * len(data), total * batch_size * gradient_accumulation, seed)
         return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate(pad_id))
 
     valid_loader = torch.utils.data.DataLoader(valid_ds, batch_size=batch_size, collate_fn=collate(pad_id))
-    steps_per_epoch = math.ceil(len(epoch_loader(0)) / gradient_accumulation)
-    total = max_steps or steps_per_epoch * epochs
     opt = torch.optim.AdamW(param_groups or [p for p in model.parameters() if p.requires_grad], lr=learning_rate)
     sched = get_scheduler(scheduler, opt, num_warmup_steps=int(warmup_ratio * total), num_training_steps=total)
     model, opt, valid_loader, sched = accelerator.prepare(model, opt, valid_loader, sched)

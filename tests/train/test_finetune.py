@@ -274,3 +274,36 @@ def test_collm_second_step_trains_only_the_projector(tiny, ml100k_vectors):
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     projector = load_file(str(res.adapter_dir.parent / "checkpoint" / "adapter" / "cf_projector.safetensors"))
     assert projector["unknown"].abs().sum() > 0  # the projector trained (its unknown rows start at zero)
+
+
+def test_curriculum_trains_on_text_twins_then_hybrid_prompts(tiny, ml100k_vectors):
+    """`train.curriculum`: the examples carry the text-only twin's prompts (no slot ids), paired
+    with the hybrid ones; a wrong twin is refused; a CoLLM second step starts from the residual weight."""
+    import datasets
+    from llmrec.errors import ConfigError
+    from llmrec.recipes import train
+
+    cfg, folder = tiny
+    cfg = with_(cfg, "train.template=letters/candidates_cf_v1", "train.curriculum=letters/candidates_v1",
+                f"train.cf_vectors={ml100k_vectors}", "train.cf_residual=true", "train.targets=train",
+                "train.max_steps=2", "train.eval_every=2", f"train.out={folder / 'llara'}")
+    res = train.run(cfg, log=lambda *_: None)
+    assert (res.adapter_dir / "cf_projector.safetensors").is_file()
+    caches = [p for p in Path(cfg.out_dir, "examples").glob("*/train")
+              if "text_input_ids" in datasets.load_from_disk(str(p)).column_names]
+    assert len(caches) == 1
+    rows = datasets.load_from_disk(str(caches[0]))
+    vocab = len(_tok())
+    for row in rows:
+        assert sum(t >= vocab for t in row["input_ids"]) == 3 + 1 + 20  # history, user, candidates
+        assert max(row["text_input_ids"]) < vocab
+        # the same answer letter, read at each prompt's own answer position
+        answer = [t for t, lab in zip(row["input_ids"], row["labels"]) if lab != -100]
+        assert answer == [t for t, lab in zip(row["text_input_ids"], row["text_labels"]) if lab != -100]
+    for twin in ("letters/candidates_cf_only_v1", "title/next_item_v1"):
+        with pytest.raises(ConfigError, match="text-only twin"):
+            train.run(with_(cfg, f"train.curriculum={twin}"), log=lambda *_: None)
+    logs = []
+    train.run(with_(cfg, "train.curriculum=''", f"train.init_adapter={res.adapter_dir}", "train.cf_train=projector",
+                    "train.max_steps=1", "train.eval_every=1", f"train.out={folder / 'llara2'}"), log=logs.append)
+    assert any(line.startswith("projector and residual weight start from") for line in logs)
