@@ -96,6 +96,8 @@ REGISTRY = {
     "ease": "llmrec.baselines.ease:EASE",
     "neumf": "llmrec.baselines.neumf:NeuMF",
     "sasrec": "llmrec.baselines.sasrec:SASRec",
+    "kg-ppr": "llmrec.kg.ppr:KGPageRank",
+    "kg-path": "llmrec.kg.paths:KGPaths",
 }
 
 

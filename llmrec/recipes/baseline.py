@@ -61,6 +61,8 @@ def run(cfg: Config, log=print) -> BaselineResult:
     split = prepared.split()
     data = baselines.TrainData.from_split(split)
     model, settings = baselines.from_config(b)
+    if hasattr(model, "use_data"):  # models that read side data beyond the interactions (a knowledge graph)
+        model.use_data(cfg.data)
     started = time.time()
     model.fit(data)
     fit_seconds = time.time() - started
