@@ -10,6 +10,9 @@ the training items when scoring the validation item, plus the validation item wh
 test item, as SASRec reads its input. Items without any KG fact are still reached through the
 users who watched them; items with neither are never reached (score 0).
 
+Defaults chosen on the validation items of ML-100K (full-ranking NDCG@10): alpha 0.1 0.049, 0.3
+0.061, 0.5 0.061, 0.7 0.058; KG edges weighted 0.3 or 0.1 of an interaction instead of 1: 0.058.
+
 Power iteration on all users of a batch at once: `epochs` sparse x dense products, the error
 shrinks by (1 - alpha) per step (0.7^30 ~ 2e-5 with the defaults).
 """
