@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from llmrec import __version__
@@ -218,8 +219,107 @@ def cmd_explain(args: argparse.Namespace) -> int:
     else:
         model.use_data(prepared.cfg.data)
     titles = {k: it.title for k, it in prepared.dataset(log=lambda *_: None).items.items()}
-    for line in explain(model.fit(data), titles, args.user, args.item, args.top):
+    model.fit(data)
+    for line in explain(model, titles, args.user, args.item, args.top):
         print(line)
+    if args.verbalize:
+        from llmrec.kg.explain import verbalize
+        from llmrec.kg.extract import LM, load_kg_template
+
+        template = load_kg_template(args.verbalize_template, "kg-explain")  # before the model loads
+        lm_cfg = dataclasses.replace(prepared.cfg.model, **{k: v for k, v in (("name", args.model),
+                                                                                ("adapter", args.adapter)) if v})
+        text = verbalize(LM(lm_cfg), template, model, titles, args.user, args.item, min(args.top, 3),
+                         args.max_new_tokens, prepared.cfg.data.item_noun)
+        print(f"in words ({lm_cfg.name}{', adapter ' + lm_cfg.adapter if lm_cfg.adapter else ''}): {text}")
+    return 0
+
+
+_KG_EXTRACT_HELP = """\
+Asks the LM for facts about each item from its text (title, year, genres), one per line
+as "relation: value" (template kg/extract_v1; kg/extract_title_v1 shows the title only),
+greedy, in left-padded batches. Only these relations are kept:
+
+  director, writer, producer, actor, genre, year, decade, country, language
+
+Lines that are not well-formed facts are dropped and counted per reason (overlong,
+prompt_echo, missing_colon, unknown_relation, empty_entity, bad_value, duplicate,
+truncated). Writes three files:
+
+  OUT              CSV triples head,relation,tail (head: the item id), a knowledge graph
+                   for `llmrec explain --kg OUT` or make("kg-ppr", kg=OUT)
+  OUT.raw.jsonl    each item's generated text and its counts
+  OUT.eval.json    precision and recall per relation against the items file (genre, year,
+                   decade), and pairwise agreement with the dataset's KG for the relations
+                   it has (its entities are Freebase ids: names cannot be scored offline)
+
+The model is model.name (with --adapter, a peft adapter); data settings come from the
+config (data.*). Prints the counts and the tables.
+
+example:
+  llmrec kg-extract --items 200 --seed 0 --out runs/ml-100k/kg/extracted-200.csv
+"""
+
+
+def cmd_kg_extract(args: argparse.Namespace) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    import numpy as np
+
+    from llmrec.config import Config, dump_toml, load_config
+    from llmrec.data.loaders import load_dataset
+    from llmrec.errors import ConfigError, DataError
+    from llmrec.kg import extract as kx
+    from llmrec.kg import extract_eval, triples
+    from llmrec.kg.graph import KnowledgeGraph
+
+    overrides = list(args.overrides) + [f"{k}={_quote(v)}" for k, v in (("model.name", args.model),
+                                                                       ("model.adapter", args.adapter)) if v]
+    cfg = load_config(args.config, overrides, Config)
+    print("# resolved config\n" + dump_toml(cfg))
+    for flag in ("items", "max_new_tokens", "batch_size"):
+        if getattr(args, flag) < (0 if flag == "items" else 1):
+            raise ConfigError(f"--{flag.replace('_', '-')}: must be >= {0 if flag == 'items' else 1}; "
+                              f"got {getattr(args, flag)}")
+    template = kx.load_kg_template(args.template, "kg-extract")  # a template error fails before the model loads
+    dataset = load_dataset(cfg.data, log=lambda *_: None)
+    ids = list(dataset.items)
+    if args.items and args.items < len(ids):
+        pick = np.random.default_rng(args.seed).choice(len(ids), size=args.items, replace=False)
+        ids = [ids[k] for k in sorted(pick)]
+    out = Path(args.out or Path(cfg.out_dir) / "kg" / f"extracted-{Path(args.template).stem}.csv")
+    started = time.time()
+    ex = kx.extract(kx.LM(cfg.model), template, [dataset.items[i] for i in ids], cfg.data.item_noun,
+                    args.max_new_tokens, args.batch_size)
+    seconds = time.time() - started
+    kx.write_triples(out, ex.triples())
+    raw = kx.write_raw(out.with_name(out.name + ".raw.jsonl"), ex)
+    rows = extract_eval.by_metadata(ex.facts, dataset.items)
+    try:
+        kg = KnowledgeGraph.build(triples.read(triples.locate(cfg.data)), list(dataset.items))
+        pairs, kg_note = extract_eval.pairwise(ex.facts, kg), ""
+    except DataError as e:
+        pairs, kg_note = [], f"no pairwise agreement: {e}"
+    dropped = ", ".join(f"{r} {ex.dropped[r]}" for r in kx.DROP_REASONS if ex.dropped[r]) or "none"
+    print(f"{len(ids)} items in {seconds:.0f}s: {ex.lines} lines, {ex.kept} facts kept "
+          f"({ex.example_copies} copied from the worked example), dropped: {dropped}")
+    print(extract_eval.table(rows))
+    if pairs:
+        print("\npairwise agreement with the dataset's KG (pairs of items sharing a value):")
+        print(extract_eval.pairwise_table(pairs))
+    elif kg_note:
+        print(kg_note)
+    report = {"template": template.name, "template_sha256": template.sha256, "model": cfg.model.name,
+              "adapter": cfg.model.adapter, "dataset": cfg.data.dataset, "items": len(ids), "seed": args.seed,
+              "max_new_tokens": args.max_new_tokens, "seconds": round(seconds, 1), "lines": ex.lines,
+              "kept": ex.kept, "example_copies": ex.example_copies,
+              "dropped": {r: ex.dropped[r] for r in kx.DROP_REASONS}, "relations": rows, "pairwise": pairs,
+              "triples": str(out)}
+    report_path = out.with_name(out.name + ".eval.json")
+    report_path.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out} ({ex.kept} triples), {raw}, {report_path}")
     return 0
 
 
@@ -320,8 +420,28 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     p.add_argument("--top", type=int, default=5, help="paths to print (default 5)")
     p.add_argument("--kg", help="triple file instead of the dataset's own KG: RecBole .kg (its .link beside it) "
                                 "or CSV/TSV rows head,relation,tail")
+    p.add_argument("--verbalize", action="store_true",
+                   help="also have the LM (model.name, greedy) say the top 3 paths in one sentence, printed last")
+    p.add_argument("--verbalize-template", default="kg/explain_v1", help="kg-explain template (default kg/explain_v1)")
+    p.add_argument("--model", help="with --verbalize: embedded model name, local folder or Hugging Face id")
+    p.add_argument("--adapter", help="with --verbalize: peft adapter folder")
+    p.add_argument("--max-new-tokens", type=int, default=48, help="with --verbalize: most tokens generated (default 48)")
     _add_config_args(p)
     p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("kg-extract", help="LM knowledge extraction: facts per item as a triple file, scored",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=_KG_EXTRACT_HELP)
+    p.add_argument("--items", type=int, default=0, help="extract for N items drawn with --seed (default 0: all)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the item sample (default 0)")
+    p.add_argument("--out", help="triple file to write (default <out_dir>/kg/extracted-<template>.csv)")
+    p.add_argument("--template", "-t", default="kg/extract_v1", help="kg-extract template name or .j2 path "
+                                                                 "(default kg/extract_v1)")
+    p.add_argument("--model", help="embedded model name, local folder or Hugging Face id (model.name)")
+    p.add_argument("--adapter", help="peft adapter folder (model.adapter)")
+    p.add_argument("--max-new-tokens", type=int, default=96, help="most tokens generated per item (default 96)")
+    p.add_argument("--batch-size", type=int, default=8, help="items per generate call (default 8)")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_kg_extract)
 
     p = sub.add_parser("prompts", help="list templates or render one for a user",
                        description="`prompts list` shows the shipped templates; `prompts render --template X "

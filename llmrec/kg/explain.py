@@ -92,3 +92,31 @@ def explain(model: KGPaths, titles: Mapping[str, str], user_id: str, item_id: st
     if model.graph.ids_only and not model.graph.names:
         lines.append("entities are shown by id: this knowledge graph has no entity names")
     return lines
+
+
+def path_vars(path: Path, model: KGPaths, titles: Mapping[str, str]) -> dict[str, object]:
+    """One path as the `kg-explain` template sees it. An entity known by id only is left out
+    (`entity` empty): a Freebase id means nothing in a sentence."""
+    kg, items = model.graph, model.data.items
+    kind = "co-watched" if path.path_type == COWATCHED else "link" if path.entity is None else "entity"
+    entity = ""
+    if path.entity is not None:
+        e = kg.entities[path.entity]
+        entity = kg.names.get(e, "" if kg.ids_only else e)
+    return {"watched": titles.get(items[path.history_item], items[path.history_item]), "kind": kind,
+            "relation": path.path_type, "entity": entity, "users": path.users}
+
+
+def verbalize(lm, template, model: KGPaths, titles: Mapping[str, str], user_id: str, item_id: str, top: int = 3,
+              max_new_tokens: int = 48, item_noun: str = "movie", stage: str = "test") -> str:
+    """One sentence from the LM (`lm`: `llmrec.kg.extract.LM`, greedy, bounded) built on the `top`
+    paths of `paths`: the first line it writes, or a note when there is no path to build on."""
+    data = model.data
+    u, i = data.user_index[user_id], data.item_index[item_id]
+    _, found = paths(model, u, i, stage)
+    if not found:
+        return "(no path to explain)"
+    prompt = lm.prompt(template, item={"id": item_id, "title": titles.get(item_id, item_id)}, item_noun=item_noun,
+                       paths=[path_vars(p, model, titles) for p in found[:top]])
+    text = lm.generate([prompt], max_new_tokens, batch_size=1, stop="\n")[0].text.strip()
+    return text.split("\n", 1)[0].strip() or "(the model wrote nothing)"
