@@ -4,6 +4,11 @@ Kinds: `sampled-N` (positive + N-1 unseen items drawn uniformly), `pop-N` (negat
 drawn in proportion to training popularity, the harder protocol of Krichene & Rendle 2020's
 critique of sampled metrics) and `full` (every unseen item). Files carry their seed and the
 dataset fingerprint so a method can never score lists built from other data.
+
+On a cold-start split (`split.cold_items`) negatives are warm items only, so a cold item is only
+ever a held-out positive, and `subset` writes the test users whose target is cold
+(`sampled-20-cold.test`) and those whose target is warm (`sampled-20-warm.test`) beside the
+file of all users: the same lists, split by the target.
 """
 
 from __future__ import annotations
@@ -36,18 +41,21 @@ class CandidateSet:
     stage: str  # test | valid
     dataset_hash: str
     lists: list[CandidateList] = field(default_factory=list)
+    subset: str = ""  # cold | warm: the users whose target is a cold (held-out) or a warm item; "": all
 
     @property
     def label(self) -> str:
-        return "full" if self.kind == "full" else f"{self.kind}-{self.n}"
+        base = "full" if self.kind == "full" else f"{self.kind}-{self.n}"
+        return f"{base}-{self.subset}" if self.subset else base
 
     @property
     def filename(self) -> str:
         return f"{self.label}.{self.stage}.jsonl"
 
     def meta(self) -> dict[str, Any]:
-        return {"kind": self.kind, "n": self.n, "seed": self.seed, "stage": self.stage,
+        meta = {"kind": self.kind, "n": self.n, "seed": self.seed, "stage": self.stage,
                 "dataset_hash": self.dataset_hash, "users": len(self.lists)}
+        return {**meta, "subset": self.subset} if self.subset else meta
 
     def by_user(self) -> dict[str, CandidateList]:
         return {c.user_id: c for c in self.lists}
@@ -72,7 +80,8 @@ class CandidateSet:
         with open(path) as f:
             try:
                 meta = json.loads(f.readline())["meta"]
-                cs = cls(meta["kind"], meta["n"], meta["seed"], meta["stage"], meta["dataset_hash"])
+                cs = cls(meta["kind"], meta["n"], meta["seed"], meta["stage"], meta["dataset_hash"],
+                         subset=meta.get("subset", ""))
             except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise DataError(f"{path}:1: expected a {{\"meta\": ...}} header line ({e})") from None
             seen: set[str] = set()
@@ -115,8 +124,9 @@ def _rng(seed: int, kind: str, stage: str) -> np.random.Generator:
 def build(split: Split, kind: str, n: int, seed: int, stage: str) -> CandidateSet:
     """Build one candidate set over the items that occur in the split.
 
-    Negatives are items the user never interacted with (in any part of the split); the positive is
-    the user's `stage` target and appears exactly once; list order is shuffled for sampled/pop.
+    Negatives are items the user never interacted with (in any part of the split) and, on a
+    cold-start split, warm items only; the positive is the user's `stage` target and appears
+    exactly once; list order is shuffled for sampled/pop.
     """
     universe = sorted({i for s in split for i in s.items}, key=natural_key)
     index = {i: k for k, i in enumerate(universe)}
@@ -126,9 +136,11 @@ def build(split: Split, kind: str, n: int, seed: int, stage: str) -> CandidateSe
         counts = train_item_counts(split, universe).astype(np.float64)
         weights = counts + 1e-9 * counts.sum() / len(universe)  # unseen-in-train items: almost never
     cs = CandidateSet(kind, None if kind == "full" else n, seed, stage, split.dataset_hash)
+    cold = [index[i] for i in split.cold_items if i in index]
     for s in split:
         seen = np.zeros(len(universe), dtype=bool)
         seen[[index[i] for i in s.items]] = True
+        seen[cold] = True  # never a negative (no-op on splits without cold items)
         pool = np.flatnonzero(~seen)
         pos = s.target(stage)
         if kind == "full":
@@ -147,3 +159,10 @@ def build(split: Split, kind: str, n: int, seed: int, stage: str) -> CandidateSe
         rng.shuffle(ids)
         cs.lists.append(CandidateList(s.user_id, pos, tuple(universe[k] for k in ids)))
     return cs
+
+
+def subset(cs: CandidateSet, split: Split, which: str) -> CandidateSet:
+    """The lists of `cs` whose target is a cold (held-out) item, or a warm one (`which`)."""
+    assert which in ("cold", "warm") and not cs.subset
+    keep = [c for c in cs.lists if ((c.positive or c.missed) in split.cold_items) == (which == "cold")]
+    return CandidateSet(cs.kind, cs.n, cs.seed, cs.stage, cs.dataset_hash, keep, which)

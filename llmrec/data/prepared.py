@@ -30,7 +30,10 @@ def _data_fields(data: DataConfig) -> dict[str, Any]:
 
 
 def _split_fields(split: SplitConfig) -> dict[str, Any]:
-    return {k: v for k, v in to_dict(split).items() if k not in RUN_TIME_SPLIT_KEYS}
+    fields = {k: v for k, v in to_dict(split).items() if k not in RUN_TIME_SPLIT_KEYS}
+    if not fields["cold_items"]:
+        del fields["cold_items"]  # off: recorded as folders prepared before the option existed
+    return fields
 
 
 def prepare_command(cfg: Config, force: bool = False) -> str:

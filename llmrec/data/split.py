@@ -9,12 +9,18 @@ whose order within a second is meaningful. Never item id, which leaks the catalo
 Each item appears once per user, at its latest occurrence (earlier repeats are dropped and
 counted), so a held-out item is never also in that user's history. The last item is the test
 target, the one before it the validation target, the rest is training history.
+
+Cold start (`hold_out_items`): a seeded share of the items is held out of training entirely. A
+held-out ("cold") item stays only where it is a user's test target and is dropped from every
+other position, so no training history and no validation target holds it; models that learn
+from interactions alone cannot know it, models that read item content can.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +90,7 @@ class Split:
     repeats_dropped: int = 0
     tie_break: str = "file"  # split files written before the setting existed used file order
     seed: int = 0
+    cold_items: frozenset[str] = frozenset()  # items held out of training (`hold_out_items`)
 
     def __iter__(self) -> Iterator[UserSequence]:
         return iter(self.users.values())
@@ -98,11 +105,12 @@ class Split:
             raise DataError(f"unknown user_id {user_id!r} (not in the split)") from None
 
     def save(self, path: Path) -> None:
+        meta = {"method": "leave-one-out", "dataset_hash": self.dataset_hash, "skipped_users": self.skipped_users,
+                "repeats_dropped": self.repeats_dropped, "tie_break": self.tie_break, "seed": self.seed}
+        if self.cold_items:  # only cold-start splits carry the key: other split files stay as they were
+            meta["cold_items"] = sorted(self.cold_items, key=natural_key)
         with open(path, "w") as f:
-            f.write(json.dumps({"meta": {"method": "leave-one-out", "dataset_hash": self.dataset_hash,
-                                         "skipped_users": self.skipped_users,
-                                         "repeats_dropped": self.repeats_dropped,
-                                         "tie_break": self.tie_break, "seed": self.seed}}) + "\n")
+            f.write(json.dumps({"meta": meta}) + "\n")
             f.writelines(json.dumps({"user_id": s.user_id, "items": list(s.items), "ratings": list(s.ratings),
                                     "timestamps": list(s.timestamps)}) + "\n" for s in self)
 
@@ -121,7 +129,7 @@ class Split:
             except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise DataError(f"{path}: malformed split file ({e})") from None
         return cls(users, meta["dataset_hash"], meta.get("skipped_users", 0), meta.get("repeats_dropped", 0),
-                   meta.get("tie_break", "file"), meta.get("seed", 0))
+                   meta.get("tie_break", "file"), meta.get("seed", 0), frozenset(meta.get("cold_items", ())))
 
 
 def tie_hash(seed: int, user_id: str, item_id: str) -> int:
@@ -155,6 +163,31 @@ def leave_one_out(dataset: Dataset, tie_break: str = "hash", seed: int = 0) -> S
             u, tuple(g["item_id"].tolist()), tuple(g["rating"].tolist()), tuple(g["timestamp"].tolist())
         )
     return Split(users, dataset.fingerprint(), skipped, int(repeat.sum()), tie_break, seed)
+
+
+def hold_out_items(split: Split, share: float, seed: int) -> Split:
+    """The cold-start split: `round(share x items)` items, drawn uniformly with `seed`, held out of training.
+
+    A user whose last item is cold keeps it as the test target; every other occurrence of a cold
+    item is dropped, so training histories and validation targets hold warm items only. Users left
+    with fewer than 3 items are skipped and counted, as in `leave_one_out`.
+    """
+    if not 0 < share < 1:
+        raise ConfigError(f"split.cold_items: the share of items held out must be in (0, 1); got {share}")
+    universe = sorted({i for s in split for i in s.items}, key=natural_key)
+    rng = np.random.default_rng([seed, zlib.crc32(b"cold-items")])
+    chosen = rng.choice(len(universe), size=max(1, round(share * len(universe))), replace=False)
+    cold = frozenset(universe[k] for k in chosen)
+    users: dict[str, UserSequence] = {}
+    skipped = split.skipped_users
+    for s in split:
+        keep = [k for k, i in enumerate(s.items) if i not in cold or k == len(s.items) - 1]
+        if len(keep) < MIN_SEQUENCE:
+            skipped += 1
+            continue
+        users[s.user_id] = UserSequence(s.user_id, tuple(s.items[k] for k in keep),
+                                        tuple(s.ratings[k] for k in keep), tuple(s.timestamps[k] for k in keep))
+    return Split(users, split.dataset_hash, skipped, split.repeats_dropped, split.tie_break, split.seed, cold)
 
 
 def train_item_counts(split: Split, universe: list[str]) -> np.ndarray:

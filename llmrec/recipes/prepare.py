@@ -2,7 +2,10 @@
 
 Writes into `cfg.out_dir`: config.toml (resolved), prepared.json (the data and split settings,
 which every later command reads back), stats.json, split.jsonl and
-candidates/<kind>-<n>.<stage>.jsonl. Later steps read these files and never re-sample. A folder
+candidates/<kind>-<n>.<stage>.jsonl. With `split.cold_items` (a share of the items held out of
+training, see `hold_out_items`) the test files are also written for the users whose target is
+cold and for those whose target is warm (`<kind>-<n>-cold.test.jsonl`, `...-warm.test.jsonl`).
+Later steps read these files and never re-sample. A folder
 already prepared from other data (or another split order) is only replaced with `force`: its runs
 would silently stop matching their candidate files.
 """
@@ -18,7 +21,7 @@ from llmrec.config import Config, dump_toml
 from llmrec.data import candidates as cands
 from llmrec.data.loaders import apply_filters, load_raw
 from llmrec.data.prepared import differences, prepare_command, read_record, write_record
-from llmrec.data.split import leave_one_out
+from llmrec.data.split import hold_out_items, leave_one_out
 from llmrec.errors import ConfigError
 
 
@@ -51,6 +54,8 @@ def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
     raw = load_raw(cfg.data, log)
     dataset = apply_filters(raw, cfg.data)
     split = leave_one_out(dataset, cfg.split.tie_break, cfg.split.seed)
+    if cfg.split.cold_items:
+        split = hold_out_items(split, cfg.split.cold_items, cfg.split.seed)
     (out / "candidates").mkdir(parents=True, exist_ok=True)
     (out / "config.toml").write_text(dump_toml(cfg))
 
@@ -59,6 +64,9 @@ def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
     stats["skipped_users_lt3"] = split.skipped_users
     stats["repeats_dropped"] = split.repeats_dropped
     stats["dataset_hash"] = split.dataset_hash
+    if split.cold_items:
+        stats["cold_items"] = len(split.cold_items)
+        stats["cold_test_users"] = sum(s.test in split.cold_items for s in split)
     stats_raw = raw.stats()
     (out / "stats.json").write_text(json.dumps({"before_filtering": stats_raw, "after_filtering": stats},
                                                indent=1))
@@ -68,9 +76,11 @@ def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
     for kind in cfg.candidates.kinds:
         for stage in cfg.candidates.stages:
             cs = cands.build(split, kind, cfg.candidates.n, cfg.candidates.seed, stage)
-            path = out / "candidates" / cs.filename
-            cs.save(path)
-            files.append(path)
+            subsets = [cands.subset(cs, split, w) for w in ("cold", "warm")] if split.cold_items and stage == "test" else []
+            for c in (cs, *subsets):
+                path = out / "candidates" / c.filename
+                c.save(path)
+                files.append(path)
 
     write_record(out, cfg, split.dataset_hash)
     log(f"dataset {dataset.name} ({split.dataset_hash})")
@@ -78,6 +88,9 @@ def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
     log(f"leave-one-out split: {len(split)} users ({split.skipped_users} skipped with < 3 interactions); "
         f"same-timestamp ties ordered by {split.tie_break} (seed {split.seed}); "
         f"{dataset.duplicate_rows_dropped} exact duplicate rows and {split.repeats_dropped} repeated items dropped")
+    if split.cold_items:
+        log(f"cold start: {len(split.cold_items)} items ({cfg.split.cold_items:.0%}, seed {cfg.split.seed}) held out of "
+            f"training; {stats['cold_test_users']} test users have a cold target")
     for p in files:
         log(f"wrote {p}")
     return PrepareResult(out, stats_raw, stats, files)
