@@ -5,13 +5,17 @@ and scores the whole catalogue for any user (`score_all`), so it scores exactly 
 candidate files the LLM runs score, and the full catalogue as well. Sequence models (SASRec) read
 the user's history before the target: the training items for the validation target, the training
 items plus the validation item for the test target, as in Kang & McAuley (2018).
+
+On a cold-start split, items held out of training (`TrainData.cold`) are unknown to a model that
+learns from interactions alone: `scores_of` gives them its fallback, -inf, as for any item unseen
+in training. Models that score items from their content (`cold_start = True`) keep their scores.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -36,6 +40,11 @@ class TrainData:
     ratings: sp.csr_matrix
     valid: np.ndarray  # per user: index of the validation item (for early stopping)
     sequences: list[np.ndarray]  # per user: training item indices, oldest first
+    cold: np.ndarray | None = field(default=None)  # per item: held out of training (cold start); None: none
+
+    def __post_init__(self) -> None:
+        if self.cold is None:
+            self.cold = np.zeros(len(self.items), dtype=bool)
 
     def history(self, user: int, stage: str) -> np.ndarray:
         """Item indices seen before the `stage` target: training items (+ the validation item for test)."""
@@ -62,7 +71,8 @@ class TrainData:
         binary.data[:] = 1.0
         valid = np.array([ii[s.valid] for s in split])
         sequences = [np.array([ii[i] for i in s.train], dtype=np.int64) for s in split]
-        return cls(users, items, ui, ii, binary, ratings, valid, sequences)
+        cold = np.array([i in split.cold_items for i in items], dtype=bool)
+        return cls(users, items, ui, ii, binary, ratings, valid, sequences, cold)
 
 
 class Recommender(Protocol):
@@ -80,9 +90,19 @@ class Recommender(Protocol):
         ...
 
 
+def scores_of(model: Recommender, data: TrainData, users: np.ndarray, stage: str = "test") -> np.ndarray:
+    """`model.score_all` with the cold-start fallback: held-out items get -inf unless the model
+    scores items from their content (`cold_start = True`)."""
+    scores = np.asarray(model.score_all(users, stage), dtype=np.float64)
+    if data.cold.any() and not getattr(model, "cold_start", False):
+        scores[:, data.cold] = -np.inf
+    return scores
+
+
 def score_candidates(model: Recommender, data: TrainData, user_id: str, candidates: Sequence[str]) -> np.ndarray:
-    """The scorer interface: one score per candidate (items unseen in training get -inf)."""
-    row = model.score_all(np.array([data.user_index[user_id]]), "test")[0]
+    """The scorer interface: one score per candidate (items unseen in training, and on a cold-start
+    split the held-out items, get -inf from models without content)."""
+    row = scores_of(model, data, np.array([data.user_index[user_id]]), "test")[0]
     return np.array([row[data.item_index[c]] if c in data.item_index else -np.inf for c in candidates])
 
 
@@ -98,12 +118,14 @@ REGISTRY = {
     "sasrec": "llmrec.baselines.sasrec:SASRec",
     "kg-ppr": "llmrec.kg.ppr:KGPageRank",
     "kg-path": "llmrec.kg.paths:KGPaths",
+    "content-lm": "llmrec.content.recommender:ContentLM",
+    "content-st": "llmrec.content.recommender:ContentST",
 }
 
 
 MODEL_SETTINGS = ("embedding_size", "epochs", "learning_rate", "weight_decay", "batch_size", "patience",
                   "neighbours", "shrink", "alpha", "negatives", "layers", "heads", "dropout", "max_len",
-                  "seed")  # [baseline] keys that belong to one model or another
+                  "interest", "pooling", "seed")  # [baseline] keys that belong to one model or another
 
 
 def _class(name: str) -> type:
@@ -154,7 +176,7 @@ def full_valid_ndcg10(model: Recommender, data: TrainData, batch: int = 512) -> 
     total = 0.0
     for start in range(0, len(data.users), batch):
         users = np.arange(start, min(start + batch, len(data.users)))
-        scores = np.asarray(model.score_all(users, "valid"), dtype=np.float64)
+        scores = scores_of(model, data, users, "valid")
         seen = data.binary[users].toarray() > 0
         scores[seen] = -np.inf
         pos = scores[np.arange(len(users)), data.valid[users]]

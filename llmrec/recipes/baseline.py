@@ -41,7 +41,7 @@ def retrieve(model: baselines.Recommender, data: baselines.TrainData, split: Spl
     cs = CandidateSet("retrieved", n, seed, stage, split.dataset_hash)
     for start in range(0, len(data.users), 512):
         users = np.arange(start, min(start + 512, len(data.users)))
-        scores = np.asarray(model.score_all(users, stage), dtype=np.float64)
+        scores = baselines.scores_of(model, data, users, stage)
         for row, u in enumerate(users):
             seq = split[data.users[u]]
             s = scores[row]
@@ -63,10 +63,14 @@ def run(cfg: Config, log=print) -> BaselineResult:
     model, settings = baselines.from_config(b)
     if hasattr(model, "use_data"):  # models that read side data beyond the interactions (a knowledge graph)
         model.use_data(cfg.data)
+    if hasattr(model, "use_model"):  # models that encode item text with the configured LM (content-lm)
+        model.use_model(cfg.model)
     started = time.time()
     model.fit(data)
     fit_seconds = time.time() - started
     log(f"fitted {b.name} in {fit_seconds:.1f}s" + (f" (best epoch {model.best_epoch})" if hasattr(model, "best_epoch") else ""))
+    if getattr(model, "selected", None):  # choices a model made on the validation items
+        log(f"{b.name} chose on the validation items: {model.selected}")
 
     vectors = model.vectors()
     result = BaselineResult([], {}, fit_seconds)
@@ -88,7 +92,7 @@ def run(cfg: Config, log=print) -> BaselineResult:
             users = np.array([data.user_index[c.user_id] for c in cs.lists])
             for start in range(0, len(users), 512):
                 chunk = cs.lists[start:start + 512]
-                scores = np.asarray(model.score_all(users[start:start + 512], cs.stage), dtype=np.float64)
+                scores = baselines.scores_of(model, data, users[start:start + 512], cs.stage)
                 for c, s_all in zip(chunk, scores):
                     s = np.array([s_all[data.item_index[i]] if i in data.item_index else -np.inf for i in c.candidates])
                     rows.append(runs.rank_row(c.user_id, list(c.candidates), s, c.positive, b.top_k,
@@ -105,6 +109,7 @@ def run(cfg: Config, log=print) -> BaselineResult:
                              "dataset_hash": split.dataset_hash},
                 "git_commit": runs.git_commit(), "finished": True, "users": len(rows),
                 "fit_seconds": round(fit_seconds, 2), "best_epoch": getattr(model, "best_epoch", None),
+                **({"selected": model.selected} if getattr(model, "selected", None) else {}),
                 "valid_ndcg10_history": [round(x, 5) for x in getattr(model, "history", [])]})
         result.run_dirs.append(run_dir)
         result.metrics[cs.label + "." + cs.stage] = metrics
