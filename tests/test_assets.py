@@ -179,9 +179,10 @@ def test_verify_all_reports_missing_assets(tmp_path, monkeypatch, capsys):
     (folder / "model.safetensors").unlink()
     assert main(["assets", "verify"]) == 2
     out, err = capsys.readouterr()
-    assert out == f"{name}: 1 problem(s)\nml-100k: 1 problem(s)\n"
-    ml = assets.asset_dir("ml-100k", tmp_path)
+    assert out == f"{name}: 1 problem(s)\nml-100k: 1 problem(s)\nall-minilm-l6-v2: 1 problem(s)\n"
+    ml, st = assets.asset_dir("ml-100k", tmp_path), assets.asset_dir("all-minilm-l6-v2", tmp_path)
     assert err == (f"llmrec: error: {name}: {folder / 'model.safetensors'}: missing\n"
-                   f"llmrec: error: ml-100k: {ml}: no MANIFEST.json (missing or partial build)\n")
+                   f"llmrec: error: ml-100k: {ml}: no MANIFEST.json (missing or partial build)\n"
+                   f"llmrec: error: all-minilm-l6-v2: {st}: no MANIFEST.json (missing or partial build)\n")
     assert main(["assets", "verify", "gpt-9"]) == 2
     assert capsys.readouterr().err.startswith("llmrec: error: unknown asset 'gpt-9'")
