@@ -230,6 +230,8 @@ def load_template(name_or_path: str) -> Template:
 
 
 def list_templates() -> list[str]:
-    """Names (`<style>/<stem>`) of the shipped templates."""
+    """Names (`<style>/<stem>`) of the shipped prompt templates: the files in the style folders
+    (other folders, such as the content recommender's `item/`, hold templates of other kinds)."""
     root = templates_dir()
-    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.j2"))
+    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.j2")
+                  if p.relative_to(root).parts[0] in STYLES)
