@@ -82,6 +82,21 @@ def cmd_rank(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from llmrec.config import Config, dump_toml, load_config
+    from llmrec.serve.app import serve
+
+    overrides = _rank_overrides(args)
+    for flag, key in (("host", "serve.host"), ("port", "serve.port"), ("retriever", "serve.retriever")):
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={value}" if flag == "port" else f"{key}={_quote(value)}")
+    cfg = load_config(args.config, overrides, Config)
+    print("# resolved config\n" + dump_toml(cfg), flush=True)
+    serve(cfg)
+    return 0
+
+
 def cmd_prompts(args: argparse.Namespace) -> int:
     from llmrec.prompts.render import list_templates, load_template
 
@@ -365,6 +380,22 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     _add_config_args(p)
     _add_rank_flags(p)
     p.set_defaults(func=cmd_rank)
+
+    p = sub.add_parser("serve", help="serve the ranker over HTTP: /v1/rank, /v1/recommend, /health",
+                       description="Loads the ranker `llmrec rank` would build from the same config (template, "
+                                   "model, adapter, backend, scoring; data from the prepared out_dir) and serves "
+                                   "it on serve.host:serve.port (loopback by default). Concurrent requests are "
+                                   "batched into one model call (serve.max_batch, serve.max_wait_ms).")
+    p.add_argument("--template", "-t", help="template name (see `llmrec prompts list`) or .j2 path")
+    p.add_argument("--model", help="embedded model name, local folder or Hugging Face id")
+    p.add_argument("--adapter", help="peft adapter folder")
+    p.add_argument("--backend", help="hf | vllm")
+    p.add_argument("--scoring", help="title style: sum | mean | calibrated")
+    p.add_argument("--host", help="address to bind (serve.host, default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (serve.port, default 8000)")
+    p.add_argument("--retriever", help="/v1/recommend candidates: pop | a baseline run directory with vectors.npz")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("baseline", help="fit a classic recommender and score candidate files",
                        description="Fits pop | item-knn | user-knn | mf | bpr | als | ease | neumf | sasrec "
