@@ -60,9 +60,12 @@ class SplitConfig:
     method: str = "leave-one-out"
     history_len: int = 20  # prompts see at most the last N items (LlamaRec uses 20)
     tie_break: str = "hash"  # same-timestamp order: hash (seeded, not id order) | file (meaningful log order)
-    seed: int = 0  # seed of the "hash" tie-break
+    seed: int = 0  # seed of the "hash" tie-break (and of the cold items drawn)
+    cold_items: float = 0.0  # share of items held out of training entirely (cold start); 0: none
 
     def __post_init__(self) -> None:
+        if not 0 <= self.cold_items < 1:
+            raise ConfigError(f"split.cold_items: the share of items held out must be in [0, 1); got {self.cold_items}")
         if self.method != "leave-one-out":
             raise ConfigError(f"split.method: only 'leave-one-out' is supported; got {self.method!r}")
         if self.history_len < 1:
@@ -176,6 +179,8 @@ class BaselineConfig:
     heads: int | None = None  # sasrec: attention heads
     dropout: float | None = None  # sasrec
     max_len: int | None = None  # sasrec: most recent items read
+    interest: str | None = None  # content-lm, content-st: mean | recency | attention (user interest over item vectors)
+    pooling: str | None = None  # content-lm: auto | mean | last (hidden states -> item vector; auto: by validation)
     seed: int = 0
     retrieve: int = 0  # also write candidates/retrieved-<N>.<stage>.jsonl from this model's top N
     retrieve_label: str = ""  # that file's label instead of retrieved-<N> (several retrievers side by side)
