@@ -319,6 +319,35 @@ class VLLMConfig:
 
 
 @dataclass(frozen=True)
+class ServeConfig:
+    """`llmrec serve`: the HTTP ranking service (llmrec/serve). Ranking settings come from `[rank]`."""
+
+    host: str = "127.0.0.1"  # loopback by default: expose it deliberately (0.0.0.0) behind a proxy
+    port: int = 8000
+    max_batch: int = 8  # queued queries scored in one ranker call
+    max_wait_ms: float = 5.0  # how long a batch waits for more queries once it has one
+    max_queue: int = 256  # queries waiting beyond this are refused with 503
+    max_candidates: int = 100  # per request (/v1/rank candidates, /v1/recommend serve.retrieve)
+    max_history: int = 500  # history items a request may send (the prompt sees the last split.history_len)
+    max_body_bytes: int = 1_000_000  # larger request bodies are refused with 413
+    retriever: str = "pop"  # /v1/recommend candidates: pop (training counts) | a baseline run dir with vectors.npz
+    retrieve: int = 20  # candidates the retriever hands to the LLM ranker; k <= retrieve
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"serve.port: must be in [0, 65535]; got {self.port}")
+        for key in ("max_batch", "max_queue", "max_candidates", "max_history", "max_body_bytes", "retrieve"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"serve.{key}: must be >= 1; got {getattr(self, key)}")
+        if not 0 <= self.max_wait_ms <= 10_000:
+            raise ConfigError(f"serve.max_wait_ms: must be in [0, 10000]; got {self.max_wait_ms}")
+        if self.retrieve > self.max_candidates:
+            raise ConfigError(f"serve.retrieve ({self.retrieve}) must be <= serve.max_candidates ({self.max_candidates})")
+        if not self.retriever.strip():
+            raise ConfigError("serve.retriever: expected pop or a baseline run directory holding vectors.npz")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole job. `out_dir` holds split, candidates and stats written by `llmrec prepare`."""
 
@@ -331,6 +360,7 @@ class Config:
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
 
 def _type_name(tp: Any) -> str:
