@@ -398,11 +398,12 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("baseline", help="fit a classic recommender and score candidate files",
-                       description="Fits pop | item-knn | user-knn | mf | bpr | als | ease | neumf | sasrec "
-                                   "on the training split (early stopping on validation NDCG@10), scores each file in baseline.candidates "
+                       description="Fits pop | item-knn | user-knn | mf | bpr | als | ease | neumf | sasrec | "
+                                   "kg-ppr | kg-path | content-lm | content-st on the training split (early stopping on validation NDCG@10), scores each file in baseline.candidates "
                                    "into <out_dir>/baselines/<name>--<label>, and with baseline.retrieve=N writes "
                                    "candidates/retrieved-N.test.jsonl from the model's top N.")
-    p.add_argument("--name", help="pop | item-knn | user-knn | mf | bpr | als | ease | neumf | sasrec")
+    p.add_argument("--name", help="pop | item-knn | user-knn | mf | bpr | als | ease | neumf | sasrec | kg-ppr | "
+                                  "kg-path | content-lm | content-st")
     _add_config_args(p)
     p.set_defaults(func=cmd_baseline)
 

@@ -163,7 +163,8 @@ class BaselineConfig:
     items; a setting the chosen model does not take is an error.
     """
 
-    name: str = "bpr"  # pop | item-knn | user-knn | mf | bpr | als | ease | neumf | sasrec
+    name: str = "bpr"  # pop | item-knn | user-knn | mf | bpr | als | ease | neumf | sasrec | kg-ppr | kg-path
+    #                    | content-lm | content-st
     candidates: tuple[str, ...] = ("sampled-20.test",)  # labels under <out_dir>/candidates, or paths
     embedding_size: int | None = None  # mf, bpr, als, neumf, sasrec
     epochs: int | None = None  # most epochs (iterations for als); early stopping may end sooner
@@ -181,6 +182,7 @@ class BaselineConfig:
     max_len: int | None = None  # sasrec: most recent items read
     interest: str | None = None  # content-lm, content-st: mean | recency | attention (user interest over item vectors)
     pooling: str | None = None  # content-lm: auto | mean | last (hidden states -> item vector; auto: by validation)
+    kg: str | None = None  # kg-ppr, kg-path: a triple file (e.g. from `llmrec kg-extract`) instead of the dataset's KG
     seed: int = 0
     retrieve: int = 0  # also write candidates/retrieved-<N>.<stage>.jsonl from this model's top N
     retrieve_label: str = ""  # that file's label instead of retrieved-<N> (several retrievers side by side)

@@ -7,6 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/llmrec assets fetch
+.venv/bin/llmrec assets fetch smollm2-135m-instruct ml-100k
 .venv/bin/llmrec prepare --config scripts/configs/ml100k.toml | sed -n '/^dataset [^=]/,$p'
 bash scripts/compare_templates.sh "${QUICKSTART_USERS:-20}" title/next_item_v1 letters/candidates_v1

@@ -125,7 +125,7 @@ REGISTRY = {
 
 MODEL_SETTINGS = ("embedding_size", "epochs", "learning_rate", "weight_decay", "batch_size", "patience",
                   "neighbours", "shrink", "alpha", "negatives", "layers", "heads", "dropout", "max_len",
-                  "interest", "pooling", "seed")  # [baseline] keys that belong to one model or another
+                  "interest", "pooling", "kg", "seed")  # [baseline] keys that belong to one model or another
 
 
 def _class(name: str) -> type:

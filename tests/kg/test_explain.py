@@ -105,3 +105,21 @@ def test_explain_help_says_what_it_prints(capsys):
         main(["explain", "--help"])
     text = capsys.readouterr().out
     assert "share director" in text and "--kg" in text and "llmrec explain --user 1 --item 50" in text
+
+
+def test_cli_baseline_reads_a_triple_file_from_baseline_kg(tiny_prepared, tmp_path, capsys):
+    """`baseline.kg` replaces the dataset's KG (e.g. with `llmrec kg-extract`'s output)."""
+    import json
+
+    facts = tmp_path / "facts.csv"
+    facts.write_text("head,relation,tail\n1,director,George Lucas\n3,director,George Lucas\n")
+    assert main(["baseline", "--name", "kg-path", f"out_dir={tiny_prepared}", "baseline.candidates=['sampled-3.test']",
+                 "baseline.negatives=2", f"baseline.kg={facts}"]) == 0
+    run = json.loads((tiny_prepared / "baselines" / "kg-path--sampled-3.test" / "run.json").read_text())
+    assert str(facts) in json.dumps(run)
+    facts.write_text("head,relation,tail\n1,,George Lucas\n")
+    capsys.readouterr()
+    assert main(["baseline", "--name", "kg-ppr", f"out_dir={tiny_prepared}", f"baseline.kg={facts}"]) == 2
+    assert f"{facts}:2: field 'relation' is empty" in capsys.readouterr().err
+    assert main(["baseline", "--name", "content-st", f"out_dir={tiny_prepared}", f"baseline.kg={facts}"]) == 2
+    assert "is not a setting of 'content-st'" in capsys.readouterr().err
