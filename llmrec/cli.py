@@ -93,7 +93,55 @@ def cmd_serve(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={value}" if flag == "port" else f"{key}={_quote(value)}")
     cfg = load_config(args.config, overrides, Config)
     print("# resolved config\n" + dump_toml(cfg), flush=True)
-    serve(cfg)
+    from llmrec.serve.chat_routes import router as chat_router
+
+    serve(cfg, routers=[chat_router])
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    """`llmrec chat`: the chat loop in the terminal, for a user of the prepared split or anonymous."""
+    import asyncio
+
+    from llmrec.chat.engine import ChatEngine
+    from llmrec.config import Config, load_config
+    from llmrec.serve.service import Service
+
+    cfg = load_config(args.config, _rank_overrides(args), Config)
+    service = Service.from_config(cfg, log=lambda *a: print(*a, file=sys.stderr))
+    engine = ChatEngine.from_service(service, log=lambda *a: print(*a, file=sys.stderr), db=args.db)
+
+    async def loop() -> None:
+        service.start()
+        try:
+            if args.session:
+                engine.session(args.session)  # unknown: an error before the first prompt
+                sid = args.session
+            else:
+                sid, _ = engine.create_session(args.user)
+            print(f"session {sid} ({'user ' + args.user if args.user else 'anonymous'}); "
+                  "type a request, 'like 2', 'dislike 3', 'more like 1'; an empty line or Ctrl-D ends", flush=True)
+            while True:
+                try:
+                    text = (await asyncio.to_thread(input, "> ")).strip()
+                except EOFError:
+                    break
+                if not text:
+                    break
+                try:
+                    t = await engine.turn(sid, text)
+                except LLMRecError as e:
+                    print(f"llmrec: error: {e}", file=sys.stderr)
+                    continue
+                except Exception as e:  # noqa: BLE001 - a bad turn (RequestError) must not end the chat
+                    print(f"llmrec: error: {e}", file=sys.stderr)
+                    continue
+                print(t.reply + f"\n[understood by {t.understood_by}{': ' + t.lm_error if t.lm_error else ''}; "
+                                f"{t.seconds:.1f} s]", flush=True)
+        finally:
+            await service.close()
+
+    asyncio.run(loop())
     return 0
 
 
@@ -396,6 +444,24 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     p.add_argument("--retriever", help="/v1/recommend candidates: pop | a baseline run directory with vectors.npz")
     _add_config_args(p)
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("chat", help="conversational recommendation in the terminal (sessions kept in SQLite)",
+                       description="Each line is a request (genres, decade, 'like TITLE', 'no horror') or "
+                                   "feedback on the last list ('like 2', 'dislike 3', 'more like 1'). The request "
+                                   "is understood by the LM (chat.understand_template; rules when its answer does "
+                                   "not parse), items are retrieved (sentence embeddings, constraints, the user's "
+                                   "collaborative scores), reranked by the rank.template ranker and given a "
+                                   "reason each (chat.reason_template).")
+    p.add_argument("--user", help="a user id of the prepared split (default: anonymous)")
+    p.add_argument("--session", help="continue a stored session")
+    p.add_argument("--db", help="SQLite file of sessions (chat.db, default <out_dir>/chat.sqlite)")
+    p.add_argument("--template", "-t", help="ranking template (rank.template)")
+    p.add_argument("--model", help="embedded model name, local folder or Hugging Face id")
+    p.add_argument("--adapter", help="peft adapter folder")
+    p.add_argument("--backend", help="hf | vllm")
+    p.add_argument("--scoring", help="title style: sum | mean | calibrated")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_chat)
 
     p = sub.add_parser("baseline", help="fit a classic recommender and score candidate files",
                        description="Fits pop | item-knn | user-knn | mf | bpr | als | ease | neumf | sasrec | "

@@ -350,6 +350,49 @@ class ServeConfig:
 
 
 @dataclass(frozen=True)
+class ChatConfig:
+    """`llmrec chat`, the chat API of `llmrec serve` and `llmrec chat-eval` (llmrec/chat). Reranking uses
+    `[rank]` (template, backend, scoring) and `[model]`; the collaborative scores `serve.retriever`."""
+
+    understand: str = "lm"  # lm: the understanding template, rules when its answer does not parse | rules
+    understand_template: str = "chat/understand_v1"
+    understand_max_new_tokens: int = 48
+    reply: str = "lm"  # lm: a generated reason per item (reason_template) | facts: genres, year and likes only
+    reason_template: str = "chat/reason_v1"
+    max_new_tokens: int = 32  # per reason
+    sample: bool = False  # greedy by default
+    temperature: float = 0.7
+    top_p: float = 0.9
+    seed: int = 0
+    k: int = 5  # items shown per turn
+    retrieve: int = 20  # items the LLM ranker reranks per turn
+    encoder: str = "all-minilm-l6-v2"  # request and item embeddings (embedded sentence encoder or a local folder)
+    item_template: str = "item/text_v1"
+    cf_weight: float = 0.5  # weight of the collaborative (serve.retriever) rank score in retrieval
+    like_weight: float = 1.0  # weight of the similarity to liked / "like TITLE" items
+    db: str = ""  # SQLite file of sessions (default: <out_dir>/chat.sqlite)
+    max_text: int = 1000  # characters per turn
+
+    def __post_init__(self) -> None:
+        if self.understand not in ("lm", "rules"):
+            raise ConfigError(f"chat.understand: expected lm or rules; got {self.understand!r}")
+        if self.reply not in ("lm", "facts"):
+            raise ConfigError(f"chat.reply: expected lm or facts; got {self.reply!r}")
+        for key in ("understand_max_new_tokens", "max_new_tokens", "k", "retrieve", "max_text"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"chat.{key}: must be >= 1; got {getattr(self, key)}")
+        if self.max_new_tokens > 256 or self.understand_max_new_tokens > 256:
+            raise ConfigError("chat.max_new_tokens and chat.understand_max_new_tokens: at most 256 (replies stay short)")
+        if self.k > self.retrieve:
+            raise ConfigError(f"chat.k ({self.k}) must be <= chat.retrieve ({self.retrieve})")
+        if not 0 < self.temperature <= 5 or not 0 < self.top_p <= 1:
+            raise ConfigError(f"chat.temperature must be in (0, 5] and chat.top_p in (0, 1]; got {self.temperature}, "
+                              f"{self.top_p}")
+        if self.cf_weight < 0 or self.like_weight < 0:
+            raise ConfigError("chat.cf_weight and chat.like_weight: must be >= 0")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole job. `out_dir` holds split, candidates and stats written by `llmrec prepare`."""
 
@@ -363,6 +406,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     vllm: VLLMConfig = field(default_factory=VLLMConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    chat: ChatConfig = field(default_factory=ChatConfig)
 
 
 def _type_name(tp: Any) -> str:
