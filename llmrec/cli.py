@@ -145,6 +145,35 @@ def cmd_chat(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_chat_eval(args: argparse.Namespace) -> int:
+    """`llmrec chat-eval`: simulated users (iEvaLM-style) against the chat loop and a non-LLM baseline."""
+    from pathlib import Path
+
+    from llmrec.chat import evaluate
+    from llmrec.chat.engine import ChatEngine
+    from llmrec.config import Config, dump_toml, load_config
+    from llmrec.errors import ConfigError
+    from llmrec.serve.service import Service
+
+    systems = [s.strip() for s in args.systems.split(",") if s.strip()]
+    bad = [s for s in systems if s not in evaluate.SYSTEMS]
+    if bad or not systems:
+        raise ConfigError(f"--systems: expected a comma-separated subset of {list(evaluate.SYSTEMS)}; got {args.systems!r}")
+    cfg = load_config(args.config, _rank_overrides(args), Config)
+    print("# resolved config\n" + dump_toml(cfg), flush=True)
+    service = Service.from_config(cfg, log=lambda *a: print(*a, file=sys.stderr))
+    engine = ChatEngine.from_service(service, log=lambda *a: print(*a, file=sys.stderr), db=":memory:")
+    out = Path(args.out or Path(service.cfg.out_dir) / "chat-eval")
+    report = evaluate.run(engine, args.users, args.turns, systems, out, args.parse_sample)
+    print(evaluate.table(report["systems"], args.turns))  # type: ignore[arg-type]
+    if report["parse_rate"]:
+        pr = report["parse_rate"]
+        print(f"LM understanding: {pr['parsed']}/{pr['requests']} answers parsed strictly "  # type: ignore[index]
+              f"({pr['agrees_with_rules']} equal to the rules' reading); failures: {pr['failures']}")  # type: ignore[index]
+    print(f"wrote {out / 'chat_eval.json'} and {out / 'chat_eval.md'}")
+    return 0
+
+
 def cmd_prompts(args: argparse.Namespace) -> int:
     from llmrec.prompts.render import list_templates, load_template
 
@@ -462,6 +491,27 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     p.add_argument("--scoring", help="title style: sum | mean | calibrated")
     _add_config_args(p)
     p.set_defaults(func=cmd_chat)
+
+    p = sub.add_parser("chat-eval", help="simulated users talk to the chat loop: success@turn vs a non-LLM baseline",
+                       description="For each of the first --users users the target is the held-out test item; "
+                                   "the simulated user asks for its first genre and decade, accepts when it is among "
+                                   "the chat.k items shown, else rejects and reveals one more attribute (another "
+                                   "genre, then the year). Systems: baseline (constraint filter + serve.retriever: "
+                                   "popularity or a baseline run's vectors), retrieval (the loop without the LLM), "
+                                   "llm (the loop). Writes chat_eval.json and chat_eval.md.")
+    p.add_argument("--users", type=int, default=200, help="simulated users (default 200)")
+    p.add_argument("--turns", type=int, default=5, help="turns per dialogue (default 5)")
+    p.add_argument("--systems", default="baseline,retrieval,llm", help="comma-separated: baseline,retrieval,llm")
+    p.add_argument("--parse-sample", dest="parse_sample", type=int, default=50,
+                   help="opening requests given to the LM to measure how often its answer parses (0: none)")
+    p.add_argument("--out", help="output folder (default <out_dir>/chat-eval)")
+    p.add_argument("--template", "-t", help="ranking template (rank.template)")
+    p.add_argument("--model", help="embedded model name, local folder or Hugging Face id")
+    p.add_argument("--adapter", help="peft adapter folder")
+    p.add_argument("--backend", help="hf | vllm")
+    p.add_argument("--scoring", help="title style: sum | mean | calibrated")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_chat_eval)
 
     p = sub.add_parser("baseline", help="fit a classic recommender and score candidate files",
                        description="Fits pop | item-knn | user-knn | mf | bpr | als | ease | neumf | sasrec | "

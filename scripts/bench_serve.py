@@ -10,6 +10,14 @@ fp32 noise).
 
     python scripts/bench_serve.py                        # 20 clients x 5 requests, sampled-20.test
     python scripts/bench_serve.py --clients 4 --requests 2 rank.template=letters/candidates_v1
+
+With --chat, one server and --clients concurrent chat sessions of --requests turns each (a
+request, then "like 1", "dislike 2 and something older", "more like 1", "no horror", ...; odd
+sessions for a user of the split, even ones anonymous): p50/p95 turn latency, turns per second,
+and a check in the SQLite file that every turn was stored exactly once. Overrides such as
+chat.understand=rules chat.reply=facts time the loop without text generation.
+
+    python scripts/bench_serve.py --chat                 # 20 sessions x 5 turns, LM understanding and reasons
 """
 
 from __future__ import annotations
@@ -79,6 +87,72 @@ async def load(url: str, payloads: list[dict], clients: int) -> tuple[list[float
     return latencies, wall, scores
 
 
+CHAT_TEXTS = ["a {genre} movie from the 90s", "like 1", "dislike 2 and something older", "more like 1", "no horror"]
+CHAT_GENRES = ["comedy", "drama", "thriller", "romance", "action"]
+
+
+async def chat_load(url: str, sessions: int, turns: int) -> tuple[list[float], float, list[str], list[str]]:
+    """`sessions` concurrent chat sessions of `turns` turns; (latencies, wall, session ids, errors)."""
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    async def session(k: int, http: httpx.AsyncClient) -> str:
+        r = await http.post("/v1/chat/sessions", json={"user_id": str(k + 1)} if k % 2 else {})
+        r.raise_for_status()
+        sid = r.json()["session_id"]
+        for n in range(turns):
+            text = CHAT_TEXTS[n % len(CHAT_TEXTS)].format(genre=CHAT_GENRES[k % len(CHAT_GENRES)])
+            t = time.perf_counter()
+            r = await http.post(f"/v1/chat/sessions/{sid}/turns", json={"text": text})
+            latencies.append(time.perf_counter() - t)
+            if r.status_code != 200 or r.json()["turn"] != n + 1:
+                errors.append(f"{sid} turn {n + 1}: {r.status_code} {r.text[:200]}")
+        return sid
+
+    async with httpx.AsyncClient(base_url=url, timeout=900, limits=httpx.Limits(max_connections=sessions)) as http:
+        started = time.perf_counter()
+        sids = await asyncio.gather(*(session(k, http) for k in range(sessions)))
+        wall = time.perf_counter() - started
+    return latencies, wall, list(sids), errors
+
+
+def bench_chat(args: argparse.Namespace) -> None:
+    import sqlite3
+    import tempfile
+
+    db = Path(tempfile.mkdtemp(prefix="bench_chat_")) / "chat.sqlite"
+    port, log = free_port(), Path("/tmp/bench_serve_chat.log")
+    overrides = [*args.overrides, f"serve.max_batch={args.batch}", f"serve.max_wait_ms={args.max_wait_ms}",
+                 f"chat.db={db}"]
+    t = time.perf_counter()
+    proc = start_server(args.config, overrides, port, log)
+    startup = time.perf_counter() - t
+    url = f"http://127.0.0.1:{port}"
+    try:
+        latencies, wall, sids, errors = asyncio.run(chat_load(url, args.clients, args.requests))
+        batches = httpx.get(f"{url}/health").json()["batches"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT session_id, turn FROM turns").fetchall()
+        by = dict(con.execute("SELECT understood_by, COUNT(*) FROM turns GROUP BY understood_by").fetchall())
+        reasons = dict(con.execute("SELECT reason_by, COUNT(*) FROM recommendations GROUP BY reason_by").fetchall())
+    expected = sorted((s, n) for s in sids for n in range(1, args.requests + 1))
+    lost = len(set(expected) - set(rows))
+    dup = len(rows) - len(set(rows))
+    lat = np.array(latencies)
+    n = args.clients * args.requests
+    print(f"chat: {args.clients} sessions x {args.requests} turns = {n} turns in {wall:.1f}s, {n / wall:.2f} turns/s, "
+          f"p50 {np.percentile(lat, 50):.2f}s, p95 {np.percentile(lat, 95):.2f}s; errors {len(errors)}, "
+          f"turns stored {len(rows)} (lost {lost}, duplicated {dup}); understood by {by}; reasons by {reasons}; "
+          f"rerank batches {batches}; server start {startup:.0f}s (overrides: {' '.join(args.overrides) or 'none'})")
+    for e in errors[:5]:
+        print("  error:", e)
+    if errors or lost or dup:
+        raise SystemExit(1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", help="TOML config (default: the packaged ml100k.toml)")
@@ -86,8 +160,12 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=5, help="requests per client")
     ap.add_argument("--batch", type=int, default=8, help="serve.max_batch of the batched server")
     ap.add_argument("--max-wait-ms", type=float, default=5.0, help="serve.max_wait_ms of both servers")
+    ap.add_argument("--chat", action="store_true", help="chat mode: --clients sessions x --requests turns")
     ap.add_argument("overrides", nargs="*", metavar="key.sub=value", help="config overrides for both servers")
     args = ap.parse_args()
+    if args.chat:
+        bench_chat(args)
+        return
 
     cfg: Config = load_config(args.config, args.overrides, Config)
     prepared = open_prepared(cfg, log=lambda *_: None)
