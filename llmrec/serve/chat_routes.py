@@ -145,5 +145,5 @@ async def get_session(session_id: str, request: Request) -> SessionOut:
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def page() -> HTMLResponse:
     """The chat page: one static file, no build step."""
-    html = importlib.resources.files("llmrec.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+    html = importlib.resources.files("llmrec.serve.static").joinpath("index.html").read_text(encoding="utf-8")
     return HTMLResponse(html)
