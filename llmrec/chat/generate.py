@@ -34,11 +34,12 @@ class Generation:
 
 
 class Generator:
-    def __init__(self, model, tokenizer, sample: bool = False, temperature: float = 0.7, top_p: float = 0.9) -> None:
+    def __init__(self, model, tokenizer, sample: bool = False, temperature: float = 0.7, top_p: float = 0.9,
+                 batch_size: int = 16) -> None:
         import torch
 
         self.model, self.tokenizer, self.torch = model, tokenizer, torch
-        self.sample, self.temperature, self.top_p = sample, temperature, top_p
+        self.sample, self.temperature, self.top_p, self.batch_size = sample, temperature, top_p, batch_size
         self.device = next(model.parameters()).device
         self.lock = threading.Lock()  # the global torch RNG is seeded per sampled call
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -57,14 +58,18 @@ class Generator:
         return text + template.header.get("answer_prefix", "")
 
     def __call__(self, requests: Sequence[Request]) -> list[Generation]:
-        """Continuations in request order; requests with equal settings share one `generate` call."""
+        """Continuations in request order; requests with equal settings share `generate` calls of up
+        to `batch_size` prompts."""
         out: list[Generation | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for k, r in enumerate(requests):
             groups.setdefault((r.max_new_tokens, r.stop, r.seed), []).append(k)
         for (max_new, stop, seed), ks in groups.items():
-            for k, g in zip(ks, self._generate([requests[k].prompt for k in ks], max_new, stop, seed)):
-                out[k] = g
+            ks = sorted(ks, key=lambda k: len(requests[k].prompt))  # similar lengths pad less
+            for start in range(0, len(ks), self.batch_size):
+                part = ks[start:start + self.batch_size]
+                for k, g in zip(part, self._generate([requests[k].prompt for k in part], max_new, stop, seed)):
+                    out[k] = g
         return out  # type: ignore[return-value]
 
     def _generate(self, prompts: list[str], max_new_tokens: int, stop: str | None, seed: int) -> list[Generation]:
