@@ -164,11 +164,11 @@ def cmd_chat_eval(args: argparse.Namespace) -> int:
     service = Service.from_config(cfg, log=lambda *a: print(*a, file=sys.stderr))
     engine = ChatEngine.from_service(service, log=lambda *a: print(*a, file=sys.stderr), db=":memory:")
     out = Path(args.out or Path(service.cfg.out_dir) / "chat-eval")
-    report = evaluate.run(engine, args.users, args.turns, systems, out, args.parse_sample)
+    report = evaluate.run(engine, args.users, args.turns, systems, out)
     print(evaluate.table(report["systems"], args.turns))  # type: ignore[arg-type]
     if report["parse_rate"]:
         pr = report["parse_rate"]
-        print(f"LM understanding: {pr['parsed']}/{pr['requests']} answers parsed strictly "  # type: ignore[index]
+        print(f"LM understanding: {pr['parsed']}/{pr['requests']} distinct requests parsed strictly "  # type: ignore[index]
               f"({pr['agrees_with_rules']} equal to the rules' reading); failures: {pr['failures']}")  # type: ignore[index]
     print(f"wrote {out / 'chat_eval.json'} and {out / 'chat_eval.md'}")
     return 0
@@ -502,8 +502,6 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
     p.add_argument("--users", type=int, default=200, help="simulated users (default 200)")
     p.add_argument("--turns", type=int, default=5, help="turns per dialogue (default 5)")
     p.add_argument("--systems", default="baseline,retrieval,llm", help="comma-separated: baseline,retrieval,llm")
-    p.add_argument("--parse-sample", dest="parse_sample", type=int, default=50,
-                   help="opening requests given to the LM to measure how often its answer parses (0: none)")
     p.add_argument("--out", help="output folder (default <out_dir>/chat-eval)")
     p.add_argument("--template", "-t", help="ranking template (rank.template)")
     p.add_argument("--model", help="embedded model name, local folder or Hugging Face id")

@@ -244,13 +244,20 @@ class ChatEngine:
 
     # -- 1. understanding ----------------------------------------------------------------------
     async def understand(self, request: str) -> Understood:
-        rules = parse_rules(request, self.vocab)
         if self.settings.understand == "rules":
-            return Understood(rules, "rules", "", "")
-        prompt = self.generator.prompt(self.understand_template, request=request, item_noun=self.dataset.item_noun,
-                                       genres=[g for g in self.catalogue.genres if g.casefold() != "unknown"])
+            return Understood(parse_rules(request, self.vocab), "rules", "", "")
+        prompt = self.understanding_prompt(request)
         (gen,) = await self.generate([Request(prompt, self.settings.understand_max_new_tokens, "\n\n",
                                               self.settings.seed)])
+        return self.read_answer(request, prompt, gen)
+
+    def understanding_prompt(self, request: str) -> str:
+        return self.generator.prompt(self.understand_template, request=request, item_noun=self.dataset.item_noun,
+                                     genres=[g for g in self.catalogue.genres if g.casefold() != "unknown"])
+
+    def read_answer(self, request: str, prompt: str, gen: Generation) -> Understood:
+        """The LM's answer read strictly; the rules' reading of the request when it does not parse,
+        copies a line of the prompt (the worked example) or was cut by the token limit."""
         parsed, why = parse_answer(gen.text, self.vocab, request)
         copied = [ln.strip() for ln in gen.text.splitlines() if ln.strip() and ln.strip() in prompt.splitlines()]
         if parsed is not None and copied:
@@ -258,7 +265,7 @@ class ChatEngine:
         if parsed is not None and not gen.finished:
             parsed, why = None, "cut at chat.understand_max_new_tokens"
         if parsed is None:
-            return Understood(rules, "rules", why, gen.text)
+            return Understood(parse_rules(request, self.vocab), "rules", why, gen.text)
         return Understood(parsed, "lm", "", gen.text)
 
     # -- 2. retrieval and 3. reranking ---------------------------------------------------------

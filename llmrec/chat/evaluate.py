@@ -17,9 +17,9 @@ Systems, all on the same simulated users and the same understanding of their req
 - `llm`: the chat loop: that retrieval's top `chat.retrieve` reranked by the LLM ranker.
 
 Reported per system: success@t (share of users who accepted by turn t, t = 1..turns) and mean
-turns (a user who never accepts counts `turns`). The understanding step is `chat.understand`;
-`parse_sample` users' opening requests are also given to the LM to measure how often its answer
-parses strictly (the rules read every request either way when `chat.understand = rules`).
+turns (a user who never accepts counts `turns`). The understanding step is `chat.understand`,
+applied once to every distinct text the simulated users can say (LM prompts batched); with
+`lm`, the report says how often the LM's answer parsed strictly and why it did not.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from llmrec.chat.constraints import Constraints, merge
-from llmrec.chat.engine import ChatEngine
+from llmrec.chat.constraints import Constraints, merge, parse_rules
+from llmrec.chat.engine import ChatEngine, Understood
+from llmrec.chat.generate import Request
 from llmrec.chat.store import State
 from llmrec.data.dataset import Item
 from llmrec.serve.service import STAGE
@@ -73,15 +74,13 @@ def sim_users(engine: ChatEngine, n: int) -> tuple[list[SimUser], int]:
 
 
 async def _dialogue(engine: ChatEngine, user: SimUser, system: str, turns: int, k: int,
-                    understood: dict[str, Constraints]) -> int | None:
+                    understood: dict[str, Understood]) -> int | None:
     """The turn at which the user accepts (1-based), or None."""
     state = State(user_id=user.user_id)
     cons = Constraints()
     text = user.opening(engine.dataset.item_noun)
     for turn in range(1, turns + 1):
-        if text not in understood:
-            understood[text] = (await engine.understand(text)).constraints
-        cons = merge(cons, understood[text])
+        cons = merge(cons, understood[text].constraints)
         state.requests.append(text)
         if system == "baseline":
             found, _ = await asyncio.to_thread(engine.retrieve, state, cons, "", 0.0, 1.0, k)
@@ -100,11 +99,45 @@ async def _dialogue(engine: ChatEngine, user: SimUser, system: str, turns: int, 
     return None
 
 
-async def simulate(engine: ChatEngine, users: Sequence[SimUser], system: str, turns: int = 5,
-                   concurrency: int = 16) -> list[int | None]:
+def utterances(users: Sequence[SimUser], noun: str, turns: int) -> list[str]:
+    """Every distinct text the simulated users can say in `turns` turns, in first-seen order."""
+    texts = []
+    for u in users:
+        texts += [u.opening(noun), *u.reveal[:turns - 1], "No, none of these."]
+    return list(dict.fromkeys(texts))
+
+
+async def understand_all(engine: ChatEngine, texts: Sequence[str]) -> dict[str, Understood]:
+    """Each text understood once, as the chat loop would (`chat.understand`), the LM's prompts batched."""
+    if engine.settings.understand == "rules":
+        return {t: await engine.understand(t) for t in texts}
+    s = engine.settings
+    prompts = [engine.understanding_prompt(t) for t in texts]
+    gens = await asyncio.to_thread(engine.generator, [Request(p, s.understand_max_new_tokens, "\n\n", s.seed)
+                                                      for p in prompts])
+    return {t: engine.read_answer(t, p, g) for t, p, g in zip(texts, prompts, gens)}
+
+
+def parse_rate(understood: dict[str, Understood], engine: ChatEngine) -> dict[str, object] | None:
+    """How often the LM's answer parsed strictly, over the distinct requests, and why it did not."""
+    if engine.settings.understand == "rules":
+        return None
+    reasons: dict[str, int] = {}
+    for u in understood.values():
+        if u.by != "lm":
+            key = u.lm_error.split(" '")[0].split(' "')[0]
+            reasons[key] = reasons.get(key, 0) + 1
+    parsed = [t for t, u in understood.items() if u.by == "lm"]
+    agree = sum(understood[t].constraints == parse_rules(t, engine.vocab) for t in parsed)
+    return {"requests": len(understood), "parsed": len(parsed), "parsed_share": len(parsed) / max(1, len(understood)),
+            "agrees_with_rules": agree, "failures": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+            "examples": [u.lm_answer[:120] for u in list(understood.values())[:3]]}
+
+
+async def simulate(engine: ChatEngine, users: Sequence[SimUser], system: str, understood: dict[str, Understood],
+                   turns: int = 5, concurrency: int = 16) -> list[int | None]:
     """Every user's dialogue with `system`; up to `concurrency` at once (their rerank queries batch)."""
     gate = asyncio.Semaphore(concurrency)
-    understood: dict[str, Constraints] = {}
     k = engine.settings.k
 
     async def one(u: SimUser) -> int | None:
@@ -121,38 +154,6 @@ def summarise(results: Sequence[int | None], turns: int) -> dict[str, float]:
     return out
 
 
-async def parse_rate(engine: ChatEngine, users: Sequence[SimUser]) -> dict[str, object]:
-    """How often the LM's answer to the understanding template parses strictly (opening requests)."""
-    from llmrec.chat.constraints import parse_answer
-    from llmrec.chat.generate import Request
-
-    s = engine.settings
-    texts = [u.opening(engine.dataset.item_noun) for u in users]
-    genres = [g for g in engine.catalogue.genres if g.casefold() != "unknown"]
-    prompts = [engine.generator.prompt(engine.understand_template, request=t, item_noun=engine.dataset.item_noun,
-                                       genres=genres) for t in texts]
-    gens = await asyncio.to_thread(engine.generator, [Request(p, s.understand_max_new_tokens, "\n\n", s.seed)
-                                                      for p in prompts])
-    reasons: dict[str, int] = {}
-    parsed = agree = 0
-    for t, p, g in zip(texts, prompts, gens):
-        c, why = parse_answer(g.text, engine.vocab, t)
-        copied = [ln.strip() for ln in g.text.splitlines() if ln.strip() and ln.strip() in p.splitlines()]
-        if c is not None and copied:
-            c, why = None, "copied the prompt's example"
-        if c is None:
-            key = why.split(" '")[0].split(' "')[0]
-            reasons[key] = reasons.get(key, 0) + 1
-            continue
-        parsed += 1
-        from llmrec.chat.constraints import parse_rules
-
-        agree += c == parse_rules(t, engine.vocab)
-    return {"requests": len(texts), "parsed": parsed, "parsed_share": parsed / max(1, len(texts)),
-            "agrees_with_rules": agree, "failures": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
-            "examples": [g.text[:120] for g in gens[:3]]}
-
-
 def table(rows: dict[str, dict[str, float]], turns: int) -> str:
     head = "| system | " + " | ".join(f"success@{t}" for t in range(1, turns + 1)) + " | mean turns |"
     lines = [head, "|" + "---|" * (turns + 2)]
@@ -162,7 +163,7 @@ def table(rows: dict[str, dict[str, float]], turns: int) -> str:
     return "\n".join(lines)
 
 
-def run(engine: ChatEngine, users: int, turns: int, systems: Sequence[str], out: Path, parse_sample: int,
+def run(engine: ChatEngine, users: int, turns: int, systems: Sequence[str], out: Path,
         log=print) -> dict[str, object]:
     sims, skipped = sim_users(engine, users)
     log(f"chat-eval: {len(sims)} simulated users ({skipped} skipped: target without genre or year), "
@@ -177,10 +178,15 @@ def run(engine: ChatEngine, users: int, turns: int, systems: Sequence[str], out:
     async def main() -> dict[str, object] | None:
         engine.service.start()
         try:
-            pr = await parse_rate(engine, sims[:parse_sample]) if parse_sample else None
+            t0 = time.perf_counter()
+            understood = await understand_all(engine, utterances(sims, engine.dataset.item_noun, turns))
+            seconds["understanding"] = time.perf_counter() - t0
+            pr = parse_rate(understood, engine)
+            log(f"understood {len(understood)} distinct requests ({engine.settings.understand}) in "
+                f"{seconds['understanding']:.0f} s" + (f"; the LM's answer parsed for {pr['parsed']}" if pr else ""))
             for system in systems:
                 t0 = time.perf_counter()
-                results[system] = await simulate(engine, sims, system, turns)
+                results[system] = await simulate(engine, sims, system, understood, turns)
                 seconds[system] = time.perf_counter() - t0
                 rows[names[system]] = summarise(results[system], turns)
                 log(f"{names[system]}: {rows[names[system]]} ({seconds[system]:.0f} s)")

@@ -40,7 +40,8 @@ def test_baseline_first_list_by_hand(engine):
     from llmrec.chat.store import State
 
     (u,), _ = evaluate.sim_users(engine, 1)
-    (accepted,) = asyncio.run(evaluate.simulate(engine, [u], "baseline", turns=1))
+    understood = asyncio.run(evaluate.understand_all(engine, evaluate.utterances([u], "movie", 1)))
+    (accepted,) = asyncio.run(evaluate.simulate(engine, [u], "baseline", understood, turns=1))
     ds, split, k = engine.dataset, engine.service.split, engine.settings.k
     items = sorted(ds.items, key=natural_key)
     counts = dict(zip(items, train_item_counts(split, items)))
@@ -56,12 +57,25 @@ def test_baseline_first_list_by_hand(engine):
 
 
 def test_chat_eval_report(engine, tmp_path):
-    report = evaluate.run(engine, 3, 2, ["baseline", "retrieval", "llm"], tmp_path, parse_sample=2, log=lambda *_: None)
+    report = evaluate.run(engine, 3, 2, ["baseline", "retrieval", "llm"], tmp_path, log=lambda *_: None)
     assert report["users"] == 3 and set(report["per_user"]) == {"baseline", "retrieval", "llm"}
     for row in report["systems"].values():
         assert row["success@1"] <= row["success@2"] and 1 <= row["mean_turns"] <= 2
-    pr = report["parse_rate"]
-    assert pr["requests"] == 2 and pr["parsed"] + sum(pr["failures"].values()) == 2
+    assert report["parse_rate"] is None  # the rules read the requests
     assert json.loads((tmp_path / "chat_eval.json").read_text())["k"] == engine.settings.k
     assert (tmp_path / "chat_eval.md").read_text().startswith("| system | success@1 | success@2 | mean turns |")
     assert np.isfinite(report["seconds"]["llm"])
+
+
+def test_lm_understanding_is_measured(chat_service):
+    """With chat.understand = lm every distinct request goes to the LM once; each parsed or has a reason."""
+    import asyncio
+
+    engine = ChatEngine.from_service(chat_service, log=lambda *_: None, db=":memory:")
+    sims, _ = evaluate.sim_users(engine, 2)
+    texts = evaluate.utterances(sims, "movie", 2)
+    understood = asyncio.run(evaluate.understand_all(engine, texts))
+    pr = evaluate.parse_rate(understood, engine)
+    assert set(understood) == set(texts) and pr["requests"] == len(texts)
+    assert pr["parsed"] + sum(pr["failures"].values()) == len(texts)
+    assert all((u.by == "lm") == (u.lm_error == "") for u in understood.values())
