@@ -93,9 +93,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             overrides.append(f"{key}={value}" if flag == "port" else f"{key}={_quote(value)}")
     cfg = load_config(args.config, overrides, Config)
     print("# resolved config\n" + dump_toml(cfg), flush=True)
-    from llmrec.serve.chat_routes import router as chat_router
-
-    serve(cfg, routers=[chat_router])
+    serve(cfg)  # the ranking routes and the chat session API with its page
     return 0
 
 

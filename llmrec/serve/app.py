@@ -128,10 +128,15 @@ def create_app(service: Service, routers: Iterable[APIRouter] = ()) -> FastAPI:
     return app
 
 
-def serve(cfg: Config, log=print, routers: Iterable[APIRouter] = ()) -> None:
+def serve(cfg: Config, log=print, routers: Iterable[APIRouter] | None = None) -> None:
     """`llmrec serve`: load the model and data, then serve on `serve.host:serve.port` until Ctrl-C
-    (with any extra `routers`, e.g. a chat session API)."""
+    (with extra `routers`; by default the chat session API and its page, llmrec/serve/chat_routes.py)."""
     import uvicorn
+
+    if routers is None:
+        from llmrec.serve.chat_routes import router as chat_router
+
+        routers = [chat_router]
 
     service = Service.from_config(cfg, log)
     s = service.cfg.serve
