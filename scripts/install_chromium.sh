@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Headless Chromium for the chat page's browser test (tests/chat/test_browser.py), from the
+# Headless Chromium for the chat page's browser test (tests/chat/test_chat_browser.py), from the
 # Debian archive (no browser download from elsewhere). Idempotent: does nothing when a chromium
 # binary is already on PATH. Needs root (or sudo) and apt.
 set -euo pipefail
