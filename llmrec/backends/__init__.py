@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from llmrec.config import BACKEND_NAMES
+from llmrec.config import BACKEND_NAMES, Config
 from llmrec.errors import ConfigError
 
 
@@ -50,3 +50,16 @@ def make_backend(name: str, model: str, **options: Any) -> Backend:
         raise ConfigError(f"rank.backend: unknown backend {name!r}; known: {sorted(BACKENDS)}")
     module, cls = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module), cls)(model, **options)
+
+
+def backend_from_config(cfg: Config) -> Backend:
+    """The backend `[rank]`, `[model]` and `[vllm]` describe: the one the batch job and the server share."""
+    options: dict[str, Any] = {"device": cfg.model.device, "dtype": cfg.model.dtype, "adapter": cfg.model.adapter}
+    if cfg.rank.backend == "hf":
+        options.update(shared_prefix=cfg.rank.shared_prefix, batch_tokens=cfg.rank.batch_tokens)
+    elif cfg.rank.backend == "vllm":
+        options.update(settings=cfg.vllm)
+    try:
+        return make_backend(cfg.rank.backend, cfg.model.name, **options)
+    except (OSError, ValueError) as e:  # transformers' "not a model folder / not a Hub id"
+        raise ConfigError(f"model.name {cfg.model.name!r}: cannot load ({str(e).splitlines()[0]})") from None

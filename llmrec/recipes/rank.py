@@ -16,7 +16,6 @@ from typing import Any, Self
 
 from tqdm import tqdm
 
-from llmrec.assets import sha256_file
 from llmrec.config import Config, dump_toml
 from llmrec.data import queries
 from llmrec.data.prepared import open_prepared
@@ -24,6 +23,7 @@ from llmrec.errors import ConfigError, DataError
 from llmrec.eval import runs
 from llmrec.eval.compare import adapter_label
 from llmrec.eval.metrics import metrics_of_rows
+from llmrec.models.adapters import adapter_sha256
 from llmrec.prompts.render import load_template
 
 
@@ -48,15 +48,6 @@ def check_adapter(adapter: str, template, log=print) -> None:
         if trained.get("sha256") != template.sha256:
             log(f"warning: adapter {adapter} was trained on template {trained.get('template')} "
                 f"(sha256 {str(trained.get('sha256'))[:12]}), not on {template.name} as ranked now")
-
-
-def adapter_sha256(adapter: str) -> str:
-    """Digest of an adapter's weights (and collaborative-token projector): retraining into the same
-    folder changes scores, so it is a setting."""
-    weights = sorted(Path(adapter).glob("adapter_model.*"))
-    digest = sha256_file(weights[0]) if weights else ""
-    projector = Path(adapter) / "cf_projector.safetensors"
-    return digest + "+" + sha256_file(projector) if projector.is_file() else digest
 
 
 def default_run_dir(cfg: Config) -> Path:
@@ -167,19 +158,11 @@ def rank_users(cfg: Config, template, ds, job: queries.Job, todo: list[queries.U
                resumed: int, record_start) -> None:
     """Build the backend, then record the run (only now: a backend or adapter that fails to load
     leaves no run.json behind) and score `todo` batch by batch, appending each batch's rows."""
-    from llmrec.backends import make_backend
+    from llmrec.backends import backend_from_config
     from llmrec.models.load import load_tokenizer
     from llmrec.scoring.rank import LLMRanker
 
-    options: dict[str, Any] = {"device": cfg.model.device, "dtype": cfg.model.dtype, "adapter": cfg.model.adapter}
-    if cfg.rank.backend == "hf":
-        options.update(shared_prefix=cfg.rank.shared_prefix, batch_tokens=cfg.rank.batch_tokens)
-    elif cfg.rank.backend == "vllm":
-        options.update(settings=cfg.vllm)
-    try:
-        backend = make_backend(cfg.rank.backend, cfg.model.name, **options)
-    except (OSError, ValueError) as e:  # transformers' "not a model folder / not a Hub id"
-        raise ConfigError(f"model.name {cfg.model.name!r}: cannot load ({str(e).splitlines()[0]})") from None
+    backend = backend_from_config(cfg)
     try:
         if getattr(backend, "slots", None) is not None:
             backend.slots.set_stage(job.stage)  # the user vectors that score this stage's target

@@ -55,7 +55,7 @@ def checkpoint_settings(cfg: Config, template, split: Split, split_path: Path) -
     import hashlib
 
     from llmrec.models import cf
-    from llmrec.recipes.rank import adapter_sha256
+    from llmrec.models.adapters import adapter_sha256
 
     train = {f"train.{k}": v for k, v in to_dict(cfg.train).items() if k not in ("out", "merge")}
     extra = {}

@@ -14,17 +14,16 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from llmrec.assets import sha256_file
 from llmrec.config import Config
 from llmrec.data.dataset import Dataset, Interaction
 from llmrec.data.prepared import open_prepared
 from llmrec.data.queries import UserQuery
 from llmrec.data.split import Split
 from llmrec.errors import ConfigError
+from llmrec.models.adapters import adapter_sha256
 from llmrec.prompts.render import Template, load_template
 from llmrec.scoring.rank import LLMRanker, Scored
 from llmrec.serve import schemas
@@ -38,31 +37,15 @@ STAGE = "test"  # a served user's next item: the history is everything before th
 def build_ranker(cfg: Config, template: Template, dataset: Dataset, backend=None) -> LLMRanker:
     """The ranker `llmrec rank` builds for `cfg` (see `rank_users` in llmrec/recipes/rank.py),
     on `backend` if one is given (tests share a loaded model)."""
-    from llmrec.backends import make_backend
+    from llmrec.backends import backend_from_config
     from llmrec.models.load import load_tokenizer
 
     if backend is None:
-        options: dict[str, Any] = {"device": cfg.model.device, "dtype": cfg.model.dtype, "adapter": cfg.model.adapter}
-        if cfg.rank.backend == "hf":
-            options.update(shared_prefix=cfg.rank.shared_prefix, batch_tokens=cfg.rank.batch_tokens)
-        elif cfg.rank.backend == "vllm":
-            options.update(settings=cfg.vllm)
-        try:
-            backend = make_backend(cfg.rank.backend, cfg.model.name, **options)
-        except (OSError, ValueError) as e:  # transformers' "not a model folder / not a Hub id"
-            raise ConfigError(f"model.name {cfg.model.name!r}: cannot load ({str(e).splitlines()[0]})") from None
+        backend = backend_from_config(cfg)
     if getattr(backend, "slots", None) is not None:
         backend.slots.set_stage(STAGE)
     return LLMRanker(template, backend, load_tokenizer(cfg.model.name), dataset, cfg.rank.scoring,
                      cfg.rank.max_prompt_tokens, cfg.rank.seed)
-
-
-def _adapter_sha256(adapter: str) -> str:
-    """The adapter's weights digest, as `llmrec rank` records it in run.json."""
-    weights = sorted(Path(adapter).glob("adapter_model.*"))
-    digest = sha256_file(weights[0]) if weights else ""
-    projector = Path(adapter) / "cf_projector.safetensors"
-    return digest + "+" + sha256_file(projector) if projector.is_file() else digest
 
 
 @dataclass
@@ -93,7 +76,7 @@ class Service:
         split = prepared.split()
         retriever = make_retriever(cfg.serve.retriever, split, dataset)
         ranker = build_ranker(cfg, template, dataset, backend)
-        sha = _adapter_sha256(cfg.model.adapter) if cfg.model.adapter else ""
+        sha = adapter_sha256(cfg.model.adapter) if cfg.model.adapter else ""
         return cls(cfg, template, ranker, dataset, split, retriever, sha, owns_backend=backend is None)
 
     # -- lifecycle (inside the server's event loop) --------------------------------------------

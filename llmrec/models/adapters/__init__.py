@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from llmrec.assets import sha256_file
 from llmrec.config import TrainConfig
 from llmrec.errors import ConfigError
 
@@ -23,3 +26,12 @@ def make_peft_config(train: TrainConfig, tokenizer_path: str = ""):
         return prompt_tuning_config(num_virtual_tokens=train.num_virtual_tokens,
                                     prompt_init_text=train.prompt_init_text, tokenizer_path=tokenizer_path)
     raise ConfigError(f"train.adapter: expected lora or prompt-tuning; got {train.adapter!r}")
+
+
+def adapter_sha256(adapter: str) -> str:
+    """Digest of an adapter's weights (and collaborative-token projector): retraining into the same
+    folder changes scores, so run.json records it and resumes compare it."""
+    weights = sorted(Path(adapter).glob("adapter_model.*"))
+    digest = sha256_file(weights[0]) if weights else ""
+    projector = Path(adapter) / "cf_projector.safetensors"
+    return digest + "+" + sha256_file(projector) if projector.is_file() else digest
