@@ -61,7 +61,9 @@ def test_attention_learns_and_beats_pooling(small, ml100k, tmp_path):
     assert full_valid_ndcg10(mean, small) > floor
     again = content(tmp_path, ml100k, interest="attention", epochs=2, patience=2, learning_rate=3e-3).fit(small)
     same = content(tmp_path, ml100k, interest="attention", epochs=2, patience=2, learning_rate=3e-3).fit(small)
-    np.testing.assert_array_equal(again.score_all(np.arange(5)), same.score_all(np.arange(5)))  # seeded
+    # seeded: the same run twice gives the same scores up to the float order of multi-threaded CPU
+    # kernels (differences below 1e-3 seen with 2 threads; exactly equal with 1)
+    np.testing.assert_allclose(again.score_all(np.arange(5)), same.score_all(np.arange(5)), rtol=0, atol=5e-3)
 
 
 @pytest.fixture(scope="module")
