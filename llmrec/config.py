@@ -136,8 +136,13 @@ class RankConfig:
     top_k: int = 0  # candidates written per user (0: all, ranked)
     on_unknown: str = "error"  # unknown item ids: error | skip (drop them, counted)
     run_dir: str = ""  # default: <out_dir>/rank/<template>--<candidates>
-    shards: int = 1  # >1: data-parallel, one process per shard (and per GPU when there are enough)
-    shard: int = -1  # set by the parent job: this process ranks users k with k % shards == shard
+    engine: str = "local"  # local: this process | ray: Ray Data actors, data-parallel (one machine or a cluster)
+    ray_address: str = "auto"  # auto: the running cluster, else a new local one | local | host:port | ray://host:port
+    actors: int = 0  # ray: scoring actors (0: one per gpus_per_actor GPUs of the cluster; 1 without GPUs)
+    gpus_per_actor: float = -1  # ray: GPUs per actor (-1: 1 when the cluster has GPUs, else 0)
+    cpus_per_actor: float = 0  # ray: CPUs per actor (0: 1 with GPUs; else the cluster's CPUs shared by the actors)
+    block_users: int = 256  # ray: users per block (one actor call, one part file; what a resume skips or redoes)
+    output: str = "jsonl"  # ray: jsonl (ranks.jsonl, merged) | parquet (ranks.parquet/, one file per block)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKEND_NAMES:
@@ -151,8 +156,20 @@ class RankConfig:
                 raise ConfigError(f"rank.{key}: must be >= 0; got {getattr(self, key)}")
         if self.batch_users < 1 or self.batch_tokens < 1:
             raise ConfigError("rank.batch_users and rank.batch_tokens must be >= 1")
-        if self.shards < 1 or self.shard >= self.shards:
-            raise ConfigError(f"rank.shards must be >= 1 and rank.shard < rank.shards; got {self.shards}, {self.shard}")
+        if self.engine not in ("local", "ray"):
+            raise ConfigError(f"rank.engine: expected local or ray; got {self.engine!r}")
+        if self.output not in ("jsonl", "parquet"):
+            raise ConfigError(f"rank.output: expected jsonl or parquet; got {self.output!r}")
+        if self.output == "parquet" and self.engine != "ray":
+            raise ConfigError("rank.output=parquet is written by the Ray engine: add rank.engine=ray "
+                              "(on one machine it starts a local Ray cluster)")
+        if self.actors < 0 or self.block_users < 1 or self.cpus_per_actor < 0:
+            raise ConfigError(f"rank.actors and rank.cpus_per_actor must be >= 0 and rank.block_users >= 1; got "
+                              f"{self.actors}, {self.cpus_per_actor}, {self.block_users}")
+        if self.gpus_per_actor < 0 and self.gpus_per_actor != -1:
+            raise ConfigError(f"rank.gpus_per_actor: must be >= 0 (or -1: auto); got {self.gpus_per_actor}")
+        if not self.ray_address.strip():
+            raise ConfigError("rank.ray_address: expected auto, local, host:port or ray://host:port; got ''")
 
 
 @dataclass(frozen=True)
@@ -446,11 +463,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported field type {tp}")
 
 
+REMOVED_KEYS = {  # old keys a config may still carry, with what replaced them
+    "rank.shards": "data-parallel ranking runs on Ray: rank.engine=ray rank.actors=N (one machine is a local cluster)",
+    "rank.shard": "data-parallel ranking runs on Ray: rank.engine=ray rank.actors=N",
+}
+
+
 def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
     """Build dataclass `cls` from a nested dict, rejecting unknown keys with their full name."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in data:
+        if f"{prefix}{key}" in REMOVED_KEYS:
+            raise ConfigError(f"config key '{prefix}{key}' was removed: {REMOVED_KEYS[prefix + key]}")
         if key not in names:
             raise ConfigError(f"unknown config key '{prefix}{key}'; known keys: {sorted(names)}")
     kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}

@@ -81,3 +81,13 @@ def cf_slots(ml100k_vectors, tokenizer):
     from llmrec.models import cf
 
     return cf.build_table(str(ml100k_vectors), 49152, 576, tokenizer, proj_hidden=32)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster (2 CPUs) for the session's Ray-engine tests; jobs join it (ray_address=auto)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    yield ray
+    ray.shutdown()

@@ -86,18 +86,9 @@ class CandidateSet:
                 raise DataError(f"{path}:1: expected a {{\"meta\": ...}} header line ({e})") from None
             seen: set[str] = set()
             for n, line in enumerate(f, 2):
-                try:
-                    r = json.loads(line)
-                    c = CandidateList(str(r["user_id"]), r["positive"], tuple(str(x) for x in r["candidates"]),
-                                      r.get("missed"))
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    raise DataError(f"{path}:{n}: malformed record ({e})") from None
+                c = parse_list(line, f"{path}:{n}")
                 if c.user_id in seen:
                     raise DataError(f"{path}:{n}: user {c.user_id!r} appears twice")
-                if len(set(c.candidates)) != len(c.candidates):
-                    raise DataError(f"{path}:{n}: user {c.user_id!r} has duplicate candidates")
-                if c.positive is not None and c.positive not in c.candidates:
-                    raise DataError(f"{path}:{n}: positive {c.positive!r} is not among the candidates")
                 seen.add(c.user_id)
                 cs.lists.append(c)
         return cs
@@ -106,6 +97,41 @@ class CandidateSet:
         if self.dataset_hash != dataset_hash:
             raise DataError(f"candidate file {path or self.filename} was built on dataset {self.dataset_hash}, "
                             f"but the loaded data is {dataset_hash}; re-run `llmrec prepare`")
+
+
+def parse_list(line: str, where: str) -> CandidateList:
+    """One user's line of a candidate file, checked; `where` (file:line) names it in errors."""
+    try:
+        r = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: malformed record ({e})") from None
+    return list_record(r, where)
+
+
+def list_record(r: Any, where: str) -> CandidateList:
+    """A parsed candidate-file record, checked (candidates unique, the positive among them)."""
+    try:
+        c = CandidateList(str(r["user_id"]), r["positive"], tuple(str(x) for x in r["candidates"]), r.get("missed"))
+    except (KeyError, TypeError) as e:
+        raise DataError(f"{where}: malformed record ({e!r})") from None
+    if len(set(c.candidates)) != len(c.candidates):
+        raise DataError(f"{where}: user {c.user_id!r} has duplicate candidates")
+    if c.positive is not None and c.positive not in c.candidates:
+        raise DataError(f"{where}: positive {c.positive!r} is not among the candidates")
+    return c
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """A candidate file's header line (kind, n, seed, stage, dataset hash) without reading the lists."""
+    if not path.is_file():
+        raise DataError(f"candidate file not found: {path} (run `llmrec prepare`)")
+    with open(path) as f:
+        try:
+            meta = json.loads(f.readline())["meta"]
+            _ = meta["stage"], meta["dataset_hash"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise DataError(f"{path}:1: expected a {{\"meta\": ...}} header line ({e})") from None
+    return meta
 
 
 def candidate_path(out_dir: str | Path, label: str) -> Path:

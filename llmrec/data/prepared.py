@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.config import Config, DataConfig, SplitConfig, from_dict, load_config, to_dict
+from llmrec.data import blocks
 from llmrec.data.candidates import CandidateSet, candidate_path
 from llmrec.data.dataset import Dataset
 from llmrec.data.queries import Job, from_candidates, from_input
@@ -119,6 +120,9 @@ class Prepared:
         """The users `rank.input` (a JSONL of histories) or `rank.candidates` (a prepared file) names."""
         r, history_len = self.cfg.rank, self.cfg.split.history_len
         if r.input:
+            if blocks.kind_of(Path(r.input), candidates=False) == "parquet":
+                src = blocks.plan(Path(r.input), "parquet", 1024)
+                return blocks.read_all(src, ds, None, history_len, r.on_unknown)
             return from_input(Path(r.input), ds, history_len, r.on_unknown)
         return from_candidates(self.candidates_path(r.candidates), self.split(), ds, history_len, r.on_unknown)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from llmrec.assets import sha256_file
-from llmrec.data.candidates import CandidateSet
+from llmrec.data.candidates import CandidateList, CandidateSet
 from llmrec.data.dataset import Dataset, Interaction
 from llmrec.data.split import Split
 from llmrec.errors import DataError
@@ -80,10 +80,7 @@ def from_candidates(path: Path, split: Split, ds: Dataset, history_len: int, on_
     cs.check_dataset(split.dataset_hash, path)
     job = Job([], {}, str(path), sha256_file(path), stage=cs.stage)
     for c in cs.lists:
-        history = split[c.user_id].events(ds, cs.stage, history_len)
-        _add(job, ds, on_unknown, c.user_id, history, list(c.candidates), c.positive, str(path))
-        if c.missed is not None:
-            job.missed.add(c.user_id)
+        candidate_record(job, split, ds, history_len, on_unknown, c, str(path))
     return job
 
 
@@ -112,6 +109,56 @@ def _item_id(value: Any, where: str, what: str) -> str:
     return str(value)
 
 
+def input_record(job: Job, ds: Dataset, history_len: int, on_unknown: str, rec: Any, where: str) -> str:
+    """Check one {"user_id", "history", "candidates", "positive"?} record, add its user to `job` (or
+    count the skip) and return the user id; `where` names the file and line (or row) in errors."""
+    if not isinstance(rec, dict) or not {"user_id", "history", "candidates"} <= rec.keys():
+        raise DataError(f"{where}: expected an object with \"user_id\", \"history\" and \"candidates\", "
+                        f"got {json.dumps(rec, default=str)[:80]!r}")
+    user_id = record_user(rec, where)
+    candidates = [_item_id(c, where, f"user {user_id!r} candidate") for c in _ids(rec["candidates"], where, "candidates")]
+    history: list[Interaction] = []
+    for h in _ids(rec["history"], where, "history")[-history_len:]:
+        h = h if isinstance(h, dict) else {"item_id": h}
+        iid = _item_id(h.get("item_id"), where, f"user {user_id!r} history item_id")
+        if iid not in ds.items:
+            if on_unknown == "error":
+                raise DataError(f"{where}: user {user_id!r}: unknown item id {iid!r} in the history "
+                                "(set rank.on_unknown=skip to drop unknown ids)")
+            job.count("unknown_history_ids")
+            continue
+        history.append(Interaction(ds.items[iid], _number(h.get("rating"), where, f"user {user_id!r} rating"),
+                                   _number(h.get("timestamp"), where, f"user {user_id!r} timestamp")))
+    positive = rec.get("positive")
+    positive = None if positive is None else _item_id(positive, where, f"user {user_id!r} positive")
+    _add(job, ds, on_unknown, user_id, history, candidates, positive, where)
+    return user_id
+
+
+def record_user(rec: dict[str, Any], where: str) -> str:
+    """A record's user id as a string; anything but a non-empty string or integer is an error."""
+    user_id = rec.get("user_id")
+    if isinstance(user_id, bool) or not isinstance(user_id, (str, int)) or user_id == "":
+        raise DataError(f"{where}: \"user_id\" must be a non-empty string or integer, got {user_id!r}")
+    return str(user_id)
+
+
+def parse_line(line: str, where: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{where}: invalid JSON at column {e.colno}: {e.msg}") from None
+
+
+def candidate_record(job: Job, split: Split, ds: Dataset, history_len: int, on_unknown: str, c: CandidateList,
+                     where: str) -> None:
+    """Add one candidate-file user to `job`, with the history that leads to the file's stage."""
+    history = split[c.user_id].events(ds, job.stage, history_len)
+    _add(job, ds, on_unknown, c.user_id, history, list(c.candidates), c.positive, where)
+    if c.missed is not None:
+        job.missed.add(c.user_id)
+
+
 def from_input(path: Path, ds: Dataset, history_len: int, on_unknown: str = "error") -> Job:
     """JSONL lines {"user_id", "history": [id | {"item_id", "rating"?, "timestamp"?}], "candidates", "positive"?}."""
     if not path.is_file():
@@ -126,34 +173,8 @@ def from_input(path: Path, ds: Dataset, history_len: int, on_unknown: str = "err
         if not line.strip():
             continue
         where = f"{path}:{n}"
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{where}: invalid JSON at column {e.colno}: {e.msg}") from None
-        if not isinstance(rec, dict) or not {"user_id", "history", "candidates"} <= rec.keys():
-            raise DataError(f"{where}: expected an object with \"user_id\", \"history\" and \"candidates\", "
-                            f"got {line[:80]!r}")
-        user_id = rec["user_id"]
-        if isinstance(user_id, bool) or not isinstance(user_id, (str, int)) or user_id == "":
-            raise DataError(f"{where}: \"user_id\" must be a non-empty string or integer, got {user_id!r}")
-        user_id = str(user_id)
-        if user_id in seen:
-            raise DataError(f"{where}: user {user_id!r} appears twice")
-        seen.add(user_id)
-        candidates = [_item_id(c, where, f"user {user_id!r} candidate") for c in _ids(rec["candidates"], where, "candidates")]
-        history: list[Interaction] = []
-        for h in _ids(rec["history"], where, "history")[-history_len:]:
-            h = h if isinstance(h, dict) else {"item_id": h}
-            iid = _item_id(h.get("item_id"), where, f"user {user_id!r} history item_id")
-            if iid not in ds.items:
-                if on_unknown == "error":
-                    raise DataError(f"{where}: user {user_id!r}: unknown item id {iid!r} in the history "
-                                    "(set rank.on_unknown=skip to drop unknown ids)")
-                job.count("unknown_history_ids")
-                continue
-            history.append(Interaction(ds.items[iid], _number(h.get("rating"), where, f"user {user_id!r} rating"),
-                                       _number(h.get("timestamp"), where, f"user {user_id!r} timestamp")))
-        positive = rec.get("positive")
-        positive = None if positive is None else _item_id(positive, where, f"user {user_id!r} positive")
-        _add(job, ds, on_unknown, user_id, history, candidates, positive, where)
+        rec = parse_line(line, where)
+        if isinstance(rec, dict) and rec.get("user_id") is not None and record_user(rec, where) in seen:
+            raise DataError(f"{where}: user {record_user(rec, where)!r} appears twice")
+        seen.add(input_record(job, ds, history_len, on_unknown, rec, where))
     return job

@@ -68,3 +68,28 @@ def metrics_of_rows(rows: list[dict[str, Any]]) -> dict[str, float]:
     out["users"] = len(per_user)
     out["retriever_missed"] = sum(1 for r in rows if r.get("missed"))
     return out
+
+
+def sums_of_rows(rows: Iterable[dict[str, Any]]) -> dict[str, float]:
+    """Per-metric sums over rows (with `users` and `retriever_missed` counts): one block's part of
+    `metrics_of_rows`, so a job in blocks adds sums instead of holding every row."""
+    rows = list(rows)
+    out = dict.fromkeys(METRICS, 0.0) | {"users": 0, "retriever_missed": 0}
+    for m in user_rows_metrics(rows).values():
+        for k in METRICS:
+            out[k] += m[k]
+        out["users"] += 1
+    out["retriever_missed"] = sum(1 for r in rows if r.get("missed"))
+    return out
+
+
+def metrics_of_sums(parts: Iterable[dict[str, float]]) -> dict[str, float]:
+    """`metrics_of_rows` of all rows, from the sums of its blocks."""
+    total = dict.fromkeys(METRICS, 0.0) | {"users": 0, "retriever_missed": 0}
+    for p in parts:
+        for k in total:
+            total[k] += p[k]
+    if not total["users"]:
+        return {"users": 0}
+    out = {k: float(total[k] / total["users"]) for k in METRICS}
+    return out | {"users": int(total["users"]), "retriever_missed": int(total["retriever_missed"])}

@@ -4,6 +4,7 @@
     run.json      settings fingerprint (template hash, model, adapter, dtype, candidates file hash,
                   dataset hash), git commit, counts, timing
     ranks.jsonl   one line per user: ranked candidates, scores, rank of the held-out item
+                  (or ranks.parquet/, one Parquet file per block, from `rank.output=parquet`)
     metrics.json  HR@K, NDCG@K, MRR over users with a known positive
 
 `ranks.jsonl` is appended to as users finish, so a killed job loses at most the batch in flight
@@ -27,6 +28,7 @@ from llmrec.errors import DataError
 from llmrec.eval.metrics import expected_rank, metrics_of_rows
 
 RANKS = "ranks.jsonl"
+RANKS_PARQUET = "ranks.parquet"
 RUN = "run.json"
 LOCK = ".lock"
 
@@ -98,10 +100,50 @@ def _lines(path: Path) -> tuple[bytes, int]:
     return data, 0
 
 
+def _schema():
+    import pyarrow as pa
+
+    return pa.schema([("user_id", pa.string()), ("positive", pa.string()), ("rank", pa.float64()),
+                      ("candidates", pa.list_(pa.string())), ("scores", pa.list_(pa.float64())),
+                      ("missed", pa.bool_()), ("dropped_history", pa.int64()), ("prompt_tokens", pa.int64())])
+
+
+def encode_rows(rows: list[dict[str, Any]], output: str) -> bytes:
+    """Rows as the bytes of one part file: JSON lines, or a Parquet file with a fixed schema."""
+    if output == "jsonl":
+        return "".join(json.dumps(r) + "\n" for r in rows).encode()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pylist(rows, schema=_schema()), sink)
+    return sink.getvalue().to_pybytes()
+
+
+def _parquet_rows(folder: Path) -> list[dict[str, Any]]:
+    import pyarrow.parquet as pq
+
+    rows = []
+    for part in sorted(folder.glob("part-*.parquet")):
+        for row in pq.read_table(part).to_pylist():
+            if not row.get("missed"):  # as in ranks.jsonl: the key is there only when true
+                row.pop("missed", None)
+            for key in ("dropped_history", "prompt_tokens"):
+                if row.get(key) is None:
+                    row.pop(key, None)
+            rows.append(row)
+    return rows
+
+
 def read_ranks(run_dir: Path) -> list[dict[str, Any]]:
     """Finished users of a run, read-only: a torn last line (a job killed mid-write, or one still
-    writing) is left out but never cut here. A user written twice or a corrupt line is an error."""
+    writing) is left out but never cut here. A user written twice or a corrupt line is an error.
+    A run written as Parquet (`ranks.parquet/`) is read the same way."""
     path = Path(run_dir) / RANKS
+    if not path.is_file() and (Path(run_dir) / RANKS_PARQUET).is_dir():
+        rows = _parquet_rows(Path(run_dir) / RANKS_PARQUET)
+        _check_once(rows, Path(run_dir) / RANKS_PARQUET)
+        return rows
     if not path.is_file():
         return []
     data, _ = _lines(path)
@@ -188,3 +230,11 @@ def evaluate(run_dir: Path) -> dict[str, float]:
     metrics = metrics_of_rows(rows)
     write_json(run_dir / "metrics.json", metrics)
     return metrics
+
+
+def _check_once(rows: list[dict[str, Any]], where: Path) -> None:
+    seen: set[str] = set()
+    for r in rows:
+        if r["user_id"] in seen:
+            raise DataError(f"{where}: user {r['user_id']!r} is written twice; the folder mixes two jobs")
+        seen.add(r["user_id"])

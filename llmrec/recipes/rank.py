@@ -19,7 +19,7 @@ from tqdm import tqdm
 from llmrec.config import Config, dump_toml
 from llmrec.data import queries
 from llmrec.data.prepared import open_prepared
-from llmrec.errors import ConfigError, DataError
+from llmrec.errors import ConfigError
 from llmrec.eval import runs
 from llmrec.eval.compare import adapter_label
 from llmrec.eval.metrics import metrics_of_rows
@@ -92,7 +92,9 @@ def check_resume(run_dir: Path, settings: dict[str, Any], finished: int) -> None
                           "choose another rank.run_dir, or delete that directory to start over")
 
 
-def run(cfg: Config, log=print) -> RankResult:
+def run(cfg: Config, log=print, make_scorer=None) -> RankResult:
+    """Rank the job `cfg` describes in this process (rank.engine=local) or on Ray actors (ray);
+    `make_scorer` replaces the LLM ranker (the Ray engine's benchmark scores with a trivial one)."""
     template = load_template(cfg.rank.template)  # fail on a broken template before loading a model
     if cfg.model.adapter:
         check_adapter(cfg.model.adapter, template, log)
@@ -102,16 +104,22 @@ def run(cfg: Config, log=print) -> RankResult:
     prepared = open_prepared(cfg, log)
     cfg = prepared.cfg
     ds = prepared.dataset(log)
+    run_dir = default_run_dir(cfg)
+    if cfg.rank.engine == "ray":
+        from llmrec.recipes import rank_ray
+
+        return rank_ray.run(cfg, template, prepared, ds, lambda job: score_settings(cfg, template, job, ds.fingerprint()),
+                            run_dir, log, make_scorer)
     job = prepared.job(ds)
     if cfg.rank.users:
         job.queries = job.queries[: cfg.rank.users]
-    if cfg.rank.shard >= 0:
-        job.queries = job.queries[cfg.rank.shard::cfg.rank.shards]
 
-    run_dir = default_run_dir(cfg)
     runs.check_run_dir(run_dir)
     settings = score_settings(cfg, template, job, ds.fingerprint())
     with runs.RunLock(run_dir) as lock:
+        from llmrec.recipes.rank_ray import check_engine
+
+        check_engine(run_dir, runs.load_run(run_dir) if (run_dir / runs.RUN).is_file() else {}, "local")
         runs.cut_torn_line(run_dir, lock)
         done = {r["user_id"] for r in runs.read_ranks(run_dir)}
         check_resume(run_dir, settings, len(done))
@@ -123,10 +131,6 @@ def run(cfg: Config, log=print) -> RankResult:
             (run_dir / "config.toml").write_text(dump_toml(cfg))
             runs.write_json(run_dir / runs.RUN, meta)
 
-        if cfg.rank.shards > 1 and cfg.rank.shard < 0:
-            record_start()
-            run_shards(cfg, run_dir, [q.user_id for q in job.queries], log)
-            done = {r["user_id"] for r in runs.read_ranks(run_dir)}
         todo = [q for q in job.queries if q.user_id not in done]
         resumed = len(job.queries) - len(todo)
         if resumed:
@@ -154,10 +158,8 @@ def run(cfg: Config, log=print) -> RankResult:
     return RankResult(run_dir, metrics, len(todo), resumed, job.skipped)
 
 
-def rank_users(cfg: Config, template, ds, job: queries.Job, todo: list[queries.UserQuery], run_dir: Path,
-               resumed: int, record_start) -> None:
-    """Build the backend, then record the run (only now: a backend or adapter that fails to load
-    leaves no run.json behind) and score `todo` batch by batch, appending each batch's rows."""
+def build_ranker(cfg: Config, template, ds, stage: str):
+    """The backend `cfg` names and the LLM ranker over it, reading `stage`'s collaborative vectors."""
     from llmrec.backends import backend_from_config
     from llmrec.models.load import load_tokenizer
     from llmrec.scoring.rank import LLMRanker
@@ -165,9 +167,21 @@ def rank_users(cfg: Config, template, ds, job: queries.Job, todo: list[queries.U
     backend = backend_from_config(cfg)
     try:
         if getattr(backend, "slots", None) is not None:
-            backend.slots.set_stage(job.stage)  # the user vectors that score this stage's target
+            backend.slots.set_stage(stage)  # the user vectors that score this stage's target
         ranker = LLMRanker(template, backend, load_tokenizer(cfg.model.name), ds, cfg.rank.scoring,
                            cfg.rank.max_prompt_tokens, cfg.rank.seed)
+    except BaseException:
+        backend.close()
+        raise
+    return ranker, backend
+
+
+def rank_users(cfg: Config, template, ds, job: queries.Job, todo: list[queries.UserQuery], run_dir: Path,
+               resumed: int, record_start) -> None:
+    """Build the backend, then record the run (only now: a backend or adapter that fails to load
+    leaves no run.json behind) and score `todo` batch by batch, appending each batch's rows."""
+    ranker, backend = build_ranker(cfg, template, ds, job.stage)
+    try:
         record_start()
         stop = _StopOnSignal()
         with stop, tqdm(total=len(job.queries), initial=resumed, unit="user", desc="rank", dynamic_ncols=True) as bar:
@@ -214,43 +228,3 @@ class _StopOnSignal:
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
 
-
-def run_shards(cfg: Config, run_dir: Path, order: list[str], log=print) -> None:
-    """Data-parallel ranking: one `llmrec rank` process per shard, each a resumable run directory
-    under `<run_dir>/shards/` (on GPU machines shard i sees GPU i when there are enough GPUs), then
-    the shards' users are merged into `<run_dir>/ranks.jsonl`: each user once, in job order."""
-    import os
-    import subprocess
-    import sys
-
-    import torch
-
-    n = cfg.rank.shards
-    gpus = torch.cuda.device_count()
-    (run_dir / "shards").mkdir(exist_ok=True)
-    procs = []
-    for i in range(n):
-        shard_dir = run_dir / "shards" / f"{i}-of-{n}"
-        env = dict(os.environ)
-        if gpus >= n:
-            env["CUDA_VISIBLE_DEVICES"] = str(i)
-        args = [sys.executable, "-m", "llmrec.cli", "rank", "--config", str(run_dir / "config.toml"),
-                f"rank.shard={i}", f"rank.run_dir={shard_dir}"]
-        log_file = open(run_dir / "shards" / f"{i}-of-{n}.log", "a")  # noqa: SIM115 - closed below
-        procs.append((subprocess.Popen(args, env=env, stdout=log_file, stderr=subprocess.STDOUT), log_file))
-    log(f"ranking in {n} shard processes (logs: {run_dir / 'shards'})")
-    failed = []
-    try:
-        for i, (proc, log_file) in enumerate(procs):
-            if proc.wait() != 0:
-                failed.append(i)
-            log_file.close()
-    except KeyboardInterrupt:
-        for proc, _ in procs:
-            proc.terminate()
-        raise
-    if failed:
-        raise DataError(f"rank shards {failed} failed; see {run_dir / 'shards'}/*.log (rerun to resume)")
-    done = {r["user_id"] for r in runs.read_ranks(run_dir)}
-    rows = {r["user_id"]: r for i in range(n) for r in runs.read_ranks(run_dir / "shards" / f"{i}-of-{n}")}
-    runs.append_ranks(run_dir, [rows[u] for u in order if u in rows and u not in done])

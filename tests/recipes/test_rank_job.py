@@ -125,24 +125,6 @@ def test_cli_rank_and_render(prepared, tmp_path, capsys):
     assert "template 'nope/x_v1' not found" in capsys.readouterr().err
 
 
-def test_sharded_job_merges_each_user_once(prepared, tmp_path):
-    cfg = with_(prepared, "rank.template=letters/candidates_v1", "rank.users=7", "rank.shards=2",
-                f"rank.run_dir={tmp_path / 'sharded'}")
-    res = rank.run(cfg, log=lambda *_: None)
-    rows = read_ranks(res.run_dir)
-    assert [r["user_id"] for r in rows] == [str(u) for u in range(1, 8)]
-    shard_users = [[r["user_id"] for r in read_ranks(tmp_path / "sharded" / "shards" / f"{i}-of-2")] for i in (0, 1)]
-    assert shard_users == [["1", "3", "5", "7"], ["2", "4", "6"]]
-    plain = rank.run(with_(cfg, "rank.shards=1", f"rank.run_dir={tmp_path / 'plain'}"), log=lambda *_: None)
-    for a, b in zip(rows, read_ranks(plain.run_dir)):
-        assert a["candidates"] == b["candidates"] and a["scores"] == pytest.approx(b["scores"], abs=1e-4)
-    assert res.metrics == pytest.approx(plain.metrics, abs=1e-6)
-    again = rank.run(cfg, log=lambda *_: None)  # rerun: shards resume with nothing to do, no duplicates
-    assert [r["user_id"] for r in read_ranks(again.run_dir)] == [str(u) for u in range(1, 8)]
-    with pytest.raises(ConfigError, match="rank.shards"):
-        with_(cfg, "rank.shards=2", "rank.shard=2")
-
-
 def test_run_directory_rules(prepared, tmp_path, monkeypatch):
     from llmrec.eval import runs
 
