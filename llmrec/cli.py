@@ -451,7 +451,9 @@ def _build_parsers() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argume
                        description="Scores a prepared candidate file (rank.candidates) or a JSONL of "
                                    "{user_id, history, candidates} (rank.input) and writes a run directory: "
                                    "config.toml, run.json, ranks.jsonl, metrics.json. Re-running on the same "
-                                   "run directory resumes where it stopped.")
+                                   "run directory resumes where it stopped. rank.engine=ray spreads the users "
+                                   "over Ray actors (one per GPU; rank.actors, rank.block_users, "
+                                   "rank.output=parquet), on this machine or a running cluster.")
     _add_config_args(p)
     _add_rank_flags(p)
     p.set_defaults(func=cmd_rank)
@@ -605,7 +607,7 @@ def _add_rank_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", help="hf | vllm")
     p.add_argument("--scoring", help="title style: sum | mean | calibrated")
     p.add_argument("--candidates", help="candidate label under <out_dir>/candidates (e.g. pop-20.test) or file")
-    p.add_argument("--input", help="JSONL of {user_id, history, candidates} to rank instead")
+    p.add_argument("--input", help="JSONL (or .parquet) of {user_id, history, candidates} to rank instead")
     p.add_argument("--users", type=int, help="rank only the first N users")
     p.add_argument("--run-dir", dest="run_dir", help="output run directory")
 

@@ -138,9 +138,9 @@ class RankConfig:
     run_dir: str = ""  # default: <out_dir>/rank/<template>--<candidates>
     engine: str = "local"  # local: this process | ray: Ray Data actors, data-parallel (one machine or a cluster)
     ray_address: str = "auto"  # auto: the running cluster, else a new local one | local | host:port | ray://host:port
-    actors: int = 0  # ray: scoring actors (0: one per gpus_per_actor GPUs of the cluster; 1 without GPUs)
+    actors: int = 0  # ray: scoring actors (0: one per gpus_per_actor GPUs of the cluster; one per node without)
     gpus_per_actor: float = -1  # ray: GPUs per actor (-1: 1 when the cluster has GPUs, else 0)
-    cpus_per_actor: float = 0  # ray: CPUs per actor (0: 1 with GPUs; else the cluster's CPUs shared by the actors)
+    cpus_per_actor: float = 0  # ray: CPUs per actor (0: 1 with GPUs; else a node's CPUs shared by its actors)
     block_users: int = 256  # ray: users per block (one actor call, one part file; what a resume skips or redoes)
     output: str = "jsonl"  # ray: jsonl (ranks.jsonl, merged) | parquet (ranks.parquet/, one file per block)
 

@@ -321,7 +321,7 @@ def default_out(paths: list[Path]) -> Path:
 
 
 def _inputs(paths: list[Path]) -> list[dict[str, str]]:
-    return [{"path": str(p), "ranks_sha256": sha256_file(p / runs.RANKS)} for p in paths]
+    return [{"path": str(p), "ranks_sha256": runs.ranks_sha256(p)} for p in paths]
 
 
 def check_out(out: Path, paths: list[Path]) -> None:

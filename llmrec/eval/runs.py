@@ -16,6 +16,7 @@ their users; only the lock holder cuts a torn last line, and readers never modif
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import subprocess
@@ -238,3 +239,15 @@ def _check_once(rows: list[dict[str, Any]], where: Path) -> None:
         if r["user_id"] in seen:
             raise DataError(f"{where}: user {r['user_id']!r} is written twice; the folder mixes two jobs")
         seen.add(r["user_id"])
+
+
+def ranks_sha256(run_dir: Path) -> str:
+    """Digest of a run's ranks: `ranks.jsonl`, or the part files of `ranks.parquet/` in order."""
+    path, folder = Path(run_dir) / RANKS, Path(run_dir) / RANKS_PARQUET
+    files = sorted(folder.glob("part-*.parquet")) if not path.is_file() and folder.is_dir() else [path]
+    h = hashlib.sha256()
+    for file in files:
+        with open(file, "rb") as f:
+            for chunk in iter(lambda f=f: f.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()

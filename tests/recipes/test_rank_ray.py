@@ -14,6 +14,7 @@ import ray.cloudpickle
 
 from llmrec.config import apply_overrides, from_dict, load_config, to_dict
 from llmrec.errors import ConfigError, DataError
+from llmrec.eval import runs
 from llmrec.eval.runs import read_ranks
 from llmrec.recipes import rank, rank_ray
 from llmrec.scoring.rank import Scored
@@ -157,6 +158,8 @@ def test_parquet_in_and_out(prepared, ray_cluster, tmp_path):
     table = pq.read_table(out.run_dir / "ranks.parquet")  # the folder reads as one table
     assert table.num_rows == 40 and table.column("rank").to_pylist() == [r["rank"] for r in read_ranks(ref.run_dir)]
     assert out.metrics["users"] == 40 and 0 < out.metrics["NDCG@10"] < 1
+    assert runs.evaluate(out.run_dir) == pytest.approx(out.metrics, abs=1e-12)  # evaluate, compare, blend read it
+    assert len(runs.ranks_sha256(out.run_dir)) == 64 and runs.ranks_sha256(out.run_dir) != runs.ranks_sha256(ref.run_dir)
 
 
 def test_config_of_the_ray_engine():
