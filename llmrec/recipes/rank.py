@@ -68,12 +68,13 @@ def resolved_dtype(cfg: Config) -> str:
     return str(pick_dtype(cfg.model.dtype, pick_device(cfg.model.device))).removeprefix("torch.")
 
 
-def score_settings(cfg: Config, template, job: queries.Job, dataset_hash: str) -> dict[str, Any]:
-    """Everything that changes a user's scores or rank: a resume must match all of it."""
+def score_settings(cfg: Config, template, job: queries.Job, dataset_hash: str, dtype: str = "") -> dict[str, Any]:
+    """Everything that changes a user's scores or rank: a resume must match all of it. `dtype`:
+    as the scoring device resolves `model.dtype` (default: this process's device)."""
     return {
         "template": template.name, "template_sha256": template.sha256, "model": cfg.model.name,
         "adapter": cfg.model.adapter, "adapter_sha256": adapter_sha256(cfg.model.adapter) if cfg.model.adapter else "",
-        "dtype": resolved_dtype(cfg), "backend": cfg.rank.backend, "scoring": cfg.rank.scoring,
+        "dtype": dtype or resolved_dtype(cfg), "backend": cfg.rank.backend, "scoring": cfg.rank.scoring,
         "seed": cfg.rank.seed, "source": job.source, "source_sha256": job.source_sha256,
         "dataset_hash": dataset_hash, "history_len": cfg.split.history_len,
         "max_prompt_tokens": cfg.rank.max_prompt_tokens, "top_k": cfg.rank.top_k, "on_unknown": cfg.rank.on_unknown,
@@ -108,7 +109,8 @@ def run(cfg: Config, log=print, make_scorer=None) -> RankResult:
     if cfg.rank.engine == "ray":
         from llmrec.recipes import rank_ray
 
-        return rank_ray.run(cfg, template, prepared, ds, lambda job: score_settings(cfg, template, job, ds.fingerprint()),
+        return rank_ray.run(cfg, template, prepared, ds,
+                            lambda job, dtype: score_settings(cfg, template, job, ds.fingerprint(), dtype),
                             run_dir, log, make_scorer)
     job = prepared.job(ds)
     if cfg.rank.users:

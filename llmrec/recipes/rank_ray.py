@@ -133,10 +133,17 @@ def connect(address: str, log=print) -> None:
     import logging
 
     import ray
+    import ray.data
 
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # the job's own bar and log say what runs
-    if ray.is_initialized():
-        return
+    if not ray.is_initialized():
+        _init(address, log)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the job's own bar counts users
+
+
+def _init(address: str, log=print) -> None:
+    import ray
+
     quiet = {"include_dashboard": False, "logging_level": "warning", "log_to_driver": True}
     if address == "local":
         ray.init(**quiet)
@@ -151,7 +158,6 @@ def connect(address: str, log=print) -> None:
             ray.init(address=address, **quiet)
         except ConnectionError as e:
             raise ConfigError(f"rank.ray_address={address!r}: cannot reach a Ray cluster ({e})") from None
-    ray.data.DataContext.get_current().enable_progress_bars = False  # the job's own bar counts users
 
 
 def sizing(cfg: Config) -> dict[str, float]:
@@ -283,8 +289,9 @@ def run(cfg: Config, template, prepared: Prepared, ds, settings_of: Callable, ru
                         f"prepared split is {prepared.split().dataset_hash}; re-run `llmrec prepare`")
     connect(r.ray_address, log)
     size = sizing(cfg)
-    settings = settings_of(queries.Job([], {}, source.path, source.sha256, stage=source.stage))
-    settings["dtype"] = actor_dtype(cfg, size["gpus_per_actor"])  # the actors' device, not the driver's
+    # dtype as the actors' device resolves it, not the driver's (which then never imports torch)
+    settings = settings_of(queries.Job([], {}, source.path, source.sha256, stage=source.stage),
+                           actor_dtype(cfg, size["gpus_per_actor"]))
     parts = run_dir / PARTS[r.output]
     runs.check_run_dir(run_dir)
     with runs.RunLock(run_dir):
