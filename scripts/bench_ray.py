@@ -3,16 +3,16 @@
 1. Overhead: the same users (--users of sampled-20.test, the real model, --template) ranked by
    rank.engine=local and by rank.engine=ray with one actor holding every CPU. Both jobs load the
    model once; the Ray job is timed with the cluster already up (as on a cluster, where `ray
-   start` runs once) and the cluster's start is printed apart. Target: ray / local <= 1.15. Two
-   sizes separate Ray's fixed cost (an actor starting) from its cost per user.
+   start` runs once) and the cluster's start is printed apart. --repeats pairs, in alternating
+   order (the machine's speed drifts); the ratio's mean and spread. Target: ray / local <= 1.15.
 2. Memory and scaling: a synthetic JSONL of --synthetic users (ML-100K item ids, 10 history items,
    20 candidates) ranked by a trivial scorer (the first candidate best), so the pipeline itself is
    measured: reading, checking, moving blocks, writing parts, merging. Peak RSS of the driver and
    of the largest actor at a tenth of the users and at all of them (target: flat), then
    throughput with 1 and --actors actors (target: rising).
 
-    python scripts/bench_ray.py                                   # 40 and 160 users; 1,000,000 synthetic
-    python scripts/bench_ray.py --users 20 --synthetic 100000     # a quick look
+    python scripts/bench_ray.py                                   # 3 pairs of 100-user jobs; 1,000,000 synthetic
+    python scripts/bench_ray.py --users 20 --repeats 1 --synthetic 100000   # a quick look
 
 Needs the prepared folder (`llmrec prepare`; built here when missing).
 """
@@ -108,8 +108,8 @@ def run_child(config: Path, overrides: list[str], rss_dir: str = "") -> dict[str
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--users", default="40,160", help="users of the overhead comparison (real model), one or "
-                   "two sizes: two separate Ray's fixed cost from its cost per user")
+    p.add_argument("--users", type=int, default=100, help="users of the overhead comparison (real model)")
+    p.add_argument("--repeats", type=int, default=3, help="pairs of jobs (local, Ray) of the overhead comparison")
     p.add_argument("--template", default="letters/candidates_v1")
     p.add_argument("--synthetic", type=int, default=1_000_000, help="users of the synthetic job (trivial scorer; 0: skip it)")
     p.add_argument("--actors", type=int, default=2, help="actors of the scaling comparison (vs 1)")
@@ -135,26 +135,25 @@ def main() -> None:
     config.write_text(dump_toml(prepared.cfg))
     print(f"work folder: {work}; {os.cpu_count()} CPUs")
 
-    sizes_llm = sorted(int(x) for x in args.users.split(","))
-    print(f"\n1. overhead: {' and '.join(map(str, sizes_llm))} users, {args.template}, the real model")
-    times: dict[tuple[str, int], float] = {}
-    for n in sizes_llm:
-        llm = [f"rank.template={args.template}", f"rank.users={n}"]
-        local = run_child(config, [*llm, f"rank.run_dir={work / f'local-{n}'}"])
-        ray_job = run_child(config, [*llm, "rank.engine=ray", "rank.actors=1", f"rank.run_dir={work / f'ray-{n}'}"])
-        a, b = (json.loads((work / f"{run}-{n}" / "metrics.json").read_text()) for run in ("local", "ray"))
+    print(f"\n1. overhead: {args.users} users, {args.template}, the real model, {args.repeats} pairs of jobs")
+    llm = [f"rank.template={args.template}", f"rank.users={args.users}"]
+    ratios, starts = [], []
+    for r in range(args.repeats):
+        times = {}
+        for engine in ("local", "ray") if r % 2 == 0 else ("ray", "local"):  # alternate to cancel drift
+            run_dir = work / f"{engine}-{r}"
+            extra = ["rank.engine=ray", "rank.actors=1"] if engine == "ray" else []
+            got = run_child(config, [*llm, *extra, f"rank.run_dir={run_dir}"])
+            times[engine] = got["job_s"]
+            starts += [got["cluster_start_s"]] if engine == "ray" else []
+        a, b = (json.loads((work / f"{engine}-{r}" / "metrics.json").read_text()) for engine in ("local", "ray"))
         same = a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-9 for k in a)
-        times["local", n], times["ray", n] = local["job_s"], ray_job["job_s"]
-        ratio = ray_job["job_s"] / local["job_s"]
-        print(f"   {n} users: local {local['job_s']:.1f}s, ray {ray_job['job_s']:.1f}s (+ "
-              f"{ray_job['cluster_start_s']:.1f}s to start the local cluster); ray / local = {ratio:.3f} "
-              f"(target <= 1.15: {'met' if ratio <= 1.15 else 'MISSED'}); metrics equal: {same}")
-    if len(sizes_llm) > 1:
-        lo, hi = sizes_llm[0], sizes_llm[-1]
-        per_user = (times["ray", hi] - times["ray", lo]) / (times["local", hi] - times["local", lo])
-        fixed = times["ray", lo] - times["local", lo] * per_user
-        print(f"   per additional user: ray / local = {per_user:.3f}; Ray's fixed cost about {fixed:.0f}s "
-              f"(actor start: a second interpreter importing torch and loading the model, Ray Data's own actors)")
+        ratios.append(times["ray"] / times["local"])
+        print(f"   pair {r + 1}: local {times['local']:.1f}s, ray {times['ray']:.1f}s, ray / local = {ratios[-1]:.3f}; "
+              f"metrics equal: {same}")
+    mean, sd = float(np.mean(ratios)), float(np.std(ratios, ddof=1)) if len(ratios) > 1 else 0.0
+    print(f"   ray / local = {mean:.3f} +- {sd:.3f} (mean +- sd over {len(ratios)} pairs; target <= 1.15: "
+          f"{'met' if mean <= 1.15 else 'MISSED'}); starting the local cluster took {np.mean(starts):.1f}s more")
 
     if not args.synthetic:
         return None

@@ -44,7 +44,7 @@ RETRIES = 3  # restarts of a dead actor and reruns of its block, so a block that
 
 
 class Scorer(Protocol):
-    def score(self, queries: list[queries.UserQuery]) -> list[Any]: ...  # objects like scoring.rank.Scored
+    def score(self, qs: list[queries.UserQuery]) -> list[Any]: ...  # objects like scoring.rank.Scored
     def close(self) -> None: ...
 
 
