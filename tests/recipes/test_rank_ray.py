@@ -1,9 +1,13 @@
 """The Ray engine on a local cluster (2 CPUs, one per test session): the same ranks as one
-process, resumes and actor deaths without a repeated or missing user, Parquet in and out."""
+process, resumes (after Ctrl-C too) and actor deaths without a repeated or missing user, Parquet
+in and out."""
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +186,30 @@ def test_sizing_follows_the_cluster(ray_cluster):
         rank_ray.sizing(with_(base, "rank.gpus_per_actor=1"))
     with pytest.raises(ConfigError, match="3 actors .* do not fit the Ray cluster"):
         rank_ray.sizing(with_(base, "rank.actors=3"))
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_ray_job_and_a_rerun_finishes_it(prepared, ray_cluster, tmp_path):
+    """The real command on its own local cluster: Ctrl-C exits 130 leaving no process behind and
+    the committed blocks; the rerun ranks the rest, each user once."""
+    import psutil
+
+    run_dir = tmp_path / "run"
+    overrides = ["rank.template=letters/candidates_v1", "rank.users=12", "rank.engine=ray", "rank.block_users=3",
+                 f"rank.run_dir={run_dir}"]
+    proc = subprocess.Popen([sys.executable, "-m", "llmrec.cli", "rank", "--config",
+                             str(Path(prepared.out_dir) / "config.toml"), *overrides, "rank.ray_address=local"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not rank_ray.read_log(run_dir):
+        time.sleep(0.2)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    time.sleep(3)
+    assert not [c.pid for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    finished = len(rank_ray.read_log(run_dir))
+    assert 1 <= finished < 4, "the job should have been interrupted half-way"
+    res = rank.run(with_(prepared, *overrides), **QUIET)
+    assert res.users_resumed == 3 * finished and res.users_ranked == 12 - 3 * finished
+    assert user_ids(run_dir) == [str(u) for u in range(1, 13)]
