@@ -251,3 +251,34 @@ def ranks_sha256(run_dir: Path) -> str:
             for chunk in iter(lambda f=f: f.read(1 << 20), b""):
                 h.update(chunk)
     return h.hexdigest()
+
+
+class StopOnSignal:
+    """Ctrl-C / SIGTERM during a ranking job: the job finishes and saves the current batch (block),
+    then stops; a second signal stops at once. Installed after the backend (or Ray) starts, so an
+    engine that handles SIGINT itself (vLLM, Ray) cannot swallow it; outside the main thread it
+    does nothing."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._old: dict[int, Any] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> Self:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import signal
+
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)

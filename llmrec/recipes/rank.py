@@ -12,7 +12,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from tqdm import tqdm
 
@@ -185,7 +185,7 @@ def rank_users(cfg: Config, template, ds, job: queries.Job, todo: list[queries.U
     ranker, backend = build_ranker(cfg, template, ds, job.stage)
     try:
         record_start()
-        stop = _StopOnSignal()
+        stop = runs.StopOnSignal()
         with stop, tqdm(total=len(job.queries), initial=resumed, unit="user", desc="rank", dynamic_ncols=True) as bar:
             for start in range(0, len(todo), cfg.rank.batch_users):
                 chunk = todo[start:start + cfg.rank.batch_users]
@@ -199,34 +199,3 @@ def rank_users(cfg: Config, template, ds, job: queries.Job, todo: list[queries.U
                     raise KeyboardInterrupt
     finally:
         backend.close()
-
-
-class _StopOnSignal:
-    """Ctrl-C / SIGTERM during ranking: finish and save the current batch, then stop (a second
-    signal stops at once). Installed after the backend starts, so an engine that handles SIGINT
-    itself (vLLM) cannot swallow it; outside the main thread it does nothing."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._old: dict[int, Any] = {}
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> Self:
-        import signal
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        import signal
-
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-

@@ -245,13 +245,16 @@ def rank_blocks(cfg: Config, source: blocks.Source, todo: list[blocks.Block], ru
             fn_constructor_kwargs={"cfg": cfg, "source": light, "make_scorer": make_scorer,
                                    "threads": int(size["cpus_per_actor"]), "dtype": dtype})
     done = sum(b.stop - b.start for b in source.blocks if b.name in committed)
-    with tqdm(total=source.records, initial=done, unit="user", desc="rank", dynamic_ncols=True) as bar:
+    stop = runs.StopOnSignal()  # Ray's iterator may swallow a KeyboardInterrupt: the loop checks a flag
+    with stop, tqdm(total=source.records, initial=done, unit="user", desc="rank", dynamic_ncols=True) as bar:
         for row in dataset.iter_rows():
             if row["error"]:
                 kind, _, message = row["error"].partition(": ")
                 raise (ConfigError if kind == "ConfigError" else DataError)(message)
             committed[row["name"]] = _commit(run_dir, parts, row, cfg.rank.output)
             bar.update(int(row["records"]))
+            if stop.requested:
+                raise KeyboardInterrupt
 
 
 def merge(source: blocks.Source, run_dir: Path, parts: Path, output: str) -> None:
