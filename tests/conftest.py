@@ -21,6 +21,13 @@ def ml100k_split(ml100k):
     return leave_one_out(ml100k)
 
 
+def train_cfg(*overrides: str):
+    """The `[train]` section of the shipped config with `train.<key>=<value>` overrides."""
+    from llmrec.config import load_config
+
+    return load_config(None, list(overrides)).train
+
+
 def write_recbole(folder, name, inter_rows, item_rows,
                   inter_header="user_id:token\titem_id:token\trating:float\ttimestamp:float",
                   item_header="item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"):

@@ -34,8 +34,10 @@ def test_wrong_types_and_values():
         load_config(None, ["candidates.kinds=['random']"])
     with pytest.raises(ConfigError, match="candidates.n: must be >= 2"):
         CandidatesConfig(n=1)
-    with pytest.raises(ConfigError, match="data.path and data.items_path are required"):
+    with pytest.raises(ConfigError, match="data.format 'csv' needs data.path and data.items_path"):
         load_config(None, ["data.format=csv"])
+    with pytest.raises(ConfigError, match="data.format: unknown data format 'xml'; known: csv, jsonl, recbole"):
+        load_config(None, ["data.format=xml"])
     with pytest.raises(ConfigError, match="expected key.sub=value"):
         load_config(None, ["candidates.seed"])
 
@@ -45,6 +47,10 @@ def test_invalid_toml_and_missing_file(tmp_path):
     p.write_text("[data\n")
     with pytest.raises(ConfigError, match="bad.toml: invalid TOML"):
         load_config(p)
+    latin = tmp_path / "latin.toml"
+    latin.write_bytes("[data]\nitem_noun = 'pel\xedcula'\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin.toml: not UTF-8 text \(byte 23\); save the config as UTF-8"):
+        load_config(latin)
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.toml")
 
@@ -66,36 +72,86 @@ def test_dump_round_trips(tmp_path):
     ("train.learning_rate=nan", "train.learning_rate: must be > 0; got nan"),
     ("train.warmup_ratio=1", r"train.warmup_ratio: must be in \[0, 1\); got 1.0"),
     ("train.warmup_ratio=-0.1", r"train.warmup_ratio: must be in \[0, 1\); got -0.1"),
-    ("train.lora_rank=0", "train.lora_rank: must be >= 1; got 0"),
-    ("train.lora_alpha=0", "train.lora_alpha: must be > 0; got 0"),
-    ("train.lora_dropout=1.0", r"train.lora_dropout: must be in \[0, 1\); got 1.0"),
-    ("train.lora_dropout=-0.5", r"train.lora_dropout: must be in \[0, 1\); got -0.5"),
-    ("train.num_virtual_tokens=0", "train.num_virtual_tokens: must be >= 1; got 0"),
+    ("train.lora.rank=0", "train.lora.rank must be >= 1 and train.lora.alpha > 0; got 0, 16"),
+    ("train.lora.alpha=0", "train.lora.rank must be >= 1 and train.lora.alpha > 0; got 8, 0"),
+    ("train.lora.dropout=1.0", r"train.lora.dropout: must be in \[0, 1\); got 1.0"),
+    ("train.lora.dropout=-0.5", r"train.lora.dropout: must be in \[0, 1\); got -0.5"),
+    ("train.lora.target_modules=['q_proj','lm_head']", "train.lora.target_modules: lm_head cannot be a LoRA target"),
+    ("train.prompt_tuning.num_virtual_tokens=0", "train.prompt_tuning.num_virtual_tokens: must be >= 1; got 0"),
+    ("train.cf.unknown_rate=1", r"train.cf.unknown_rate: must be in \[0, 1\); got 1.0"),
+    ("train.scheduler=step", "train.scheduler: expected one of cosine, linear; got 'step'"),
     ("train.patience=0", "train.patience: must be >= 1; got 0"),
 ])
 def test_train_values_are_checked(override, message):
-    with pytest.raises(ConfigError, match=f"^{message}$"):
-        load_config(None, [override])
+    adapter = ["train.adapter=prompt-tuning"] if "prompt_tuning" in override else []
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        load_config(None, [*adapter, override])
 
 
 def test_train_zero_means_derived_and_edges_are_allowed():
     t = load_config(None, ["train.max_steps=0", "train.valid_users=0", "train.max_users=0", "train.history_len=0",
-                           "train.warmup_ratio=0", "train.lora_dropout=0", "train.patience=1"]).train
-    assert (t.max_steps, t.valid_users, t.max_users, t.history_len, t.warmup_ratio, t.lora_dropout, t.patience) == (
-        0, 0, 0, 0, 0.0, 0.0, 1)
+                           "train.warmup_ratio=0", "train.lora.dropout=0", "train.patience=1"]).train
+    assert (t.max_steps, t.valid_users, t.max_users, t.history_len, t.warmup_ratio, t.adapter_settings.dropout,
+            t.patience) == (0, 0, 0, 0, 0.0, 0.0, 1)
 
 
-@pytest.mark.parametrize(("adapter", "override", "kind"), [
-    ("prompt-tuning", "train.lora_rank=16", "LoRA"),
-    ("prompt-tuning", "train.lora_alpha=32", "LoRA"),
-    ("prompt-tuning", "train.lora_dropout=0.0", "LoRA"),
-    ("prompt-tuning", "train.lora_target_modules=['q_proj']", "LoRA"),
-    ("lora", "train.num_virtual_tokens=8", "prompt-tuning"),
-    ("lora", "train.prompt_init_text='Recommend a movie.'", "prompt-tuning"),
+def test_tables_of_other_entries_are_checked_but_unused():
+    """One file may hold the tables of several backends, baselines or adapter kinds: each is checked
+    against its own settings, and only the selected entry's is used."""
+    cfg = load_config(None, ["train.adapter=prompt-tuning", "train.lora.rank=16", "backend.vllm.enforce_eager=true",
+                             "baseline.sasrec.patience=4", "train.prompt_tuning.num_virtual_tokens=8"])
+    assert cfg.train.adapter_settings.num_virtual_tokens == 8 and cfg.train.adapters["lora"].rank == 16
+    assert cfg.backend_settings.batch_tokens == 4096 and cfg.backend["vllm"].enforce_eager is True
+    assert cfg.baseline.name == "bpr" and cfg.baseline.settings().patience == 5  # bpr's own default
+    with pytest.raises(ConfigError, match="unknown config key 'train.lora.num_virtual_tokens'"):
+        load_config(None, ["train.adapter=prompt-tuning", "train.lora.num_virtual_tokens=8"])
+    with pytest.raises(ConfigError, match="backend.vllm.gpu_memory_utilization: must be in"):
+        load_config(None, ["backend.vllm.gpu_memory_utilization=2.0"])
+
+
+@pytest.mark.parametrize(("override", "new"), [
+    ("rank.batch_tokens=100", "backend.hf.batch_tokens"),
+    ("rank.shared_prefix=false", "backend.hf.shared_prefix"),
+    ("vllm.enforce_eager=true", r"backend.vllm.enforce_eager \(the \[vllm\] table is now \[backend.vllm\]\)"),
+    ("rank.ray_address=local", "rank.ray.address"),
+    ("rank.actors=2", "rank.ray.actors"),
+    ("rank.output=parquet", "rank.ray.output"),
+    ("baseline.epochs=3", r"baseline.bpr.epochs \(each model's settings"),
+    ("train.lora_rank=4", "train.lora.rank"),
+    ("train.num_virtual_tokens=4", "train.prompt_tuning.num_virtual_tokens"),
+    ("train.prompt_init_text='x'", "train.prompt_tuning.init_text"),
+    ("train.cf_vectors=x", "train.cf.vectors"),
+    ("train.cf_residual=true", "train.cf.residual"),
+    ("train.curriculum=x", "train.cf.curriculum"),
 ])
-def test_other_adapter_kind_settings_are_refused(adapter, override, kind):
+def test_moved_keys_name_their_new_place(override, new):
     key = override.split("=")[0]
-    with pytest.raises(ConfigError, match=f"^{key} is a {kind} setting; train.adapter is '{adapter}' "):
-        load_config(None, [f"train.adapter={adapter}", override])
-    # At its default value the setting is inert and accepted, like the shipped configs.
-    assert load_config(None, [f"train.adapter={adapter}"]).train.adapter == adapter
+    with pytest.raises(ConfigError, match=f"^config key '{key}' moved: {new}"):
+        load_config(None, [override])
+
+
+def test_sections_per_component(tmp_path):
+    """Each component's settings are its own table, typed by its registered settings class, and the
+    resolved config round-trips through TOML with them."""
+    cfg = load_config(None, ["rank.backend=vllm", "backend.vllm.enforce_eager=true", "rank.ray.actors=3",
+                             "baseline.name=sasrec", "baseline.sasrec.patience=4", "train.lora.rank=4",
+                             "train.cf.residual=true"])
+    assert cfg.backend_settings.enforce_eager is True and cfg.rank.ray.actors == 3
+    assert cfg.baseline.settings().patience == 4 and cfg.baseline.settings().max_len == 50  # its own default
+    assert cfg.train.adapter_settings.rank == 4 and cfg.train.cf.residual is True
+    text = dump_toml(cfg)
+    assert "[backend.vllm]\nenforce_eager = true" not in text or "[backend.vllm]" in text
+    for table in ("[rank.ray]", "[backend.vllm]", "[baseline.sasrec]", "[train.lora]", "[train.cf]"):
+        assert table in text
+    p = tmp_path / "resolved.toml"
+    p.write_text(text)
+    assert load_config(p) == cfg
+    with pytest.raises(ConfigError, match=r"unknown config key 'baseline.sasrec.neighbours'; known keys: \["
+                                          "'batch_size', 'dropout', 'embedding_size', 'epochs', 'heads'"):
+        load_config(None, ["baseline.name=sasrec", "baseline.sasrec.neighbours=4"])
+    with pytest.raises(ConfigError, match="unknown config table 'baseline.nope'"):
+        load_config(None, ["baseline.nope.x=1"])
+    with pytest.raises(ConfigError, match="rank.backend: unknown backend 'tgi'; known: hf, vllm"):
+        load_config(None, ["rank.backend=tgi"])
+    with pytest.raises(ConfigError, match="model.dtype: expected one of auto, float32, bfloat16, float16; got 'int8'"):
+        load_config(None, ["model.dtype=int8"])

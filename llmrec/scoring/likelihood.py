@@ -9,12 +9,14 @@
 
 from __future__ import annotations
 
+import typing
+
 import numpy as np
 
-from llmrec.config import SCORING_MODES
+from llmrec.config import ScoringMode
 from llmrec.errors import ConfigError
 
-MODES = SCORING_MODES
+MODES = typing.get_args(ScoringMode)
 
 
 def check_mode(mode: str) -> str:

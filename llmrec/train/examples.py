@@ -6,7 +6,7 @@ prefixes (the latest first). With `targets="valid"` the target is the user's val
 the history the training items: the choice for collaborative-vector templates, whose vectors were
 fitted on the training items, so a training target there would carry a score inflated by the
 fit (a test item's never is). `draws` > 1 repeats each target with fresh negatives and order.
-Per style:
+Each style makes its own examples (`examples` of its class in `llmrec/scoring/styles.py`):
 - title: prompt -> the target's text (loss on its tokens);
 - letters: the target among `n - 1` sampled negatives the user never interacted with, shuffled,
   -> its letter;
@@ -16,6 +16,7 @@ Only answer tokens carry a loss (labels are -100 elsewhere).
 
 from __future__ import annotations
 
+import functools
 import zlib
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from llmrec.data.split import Split, UserSequence
 from llmrec.prompts.render import Template
 from llmrec.prompts.slots import SlotIds
 from llmrec.prompts.style import PromptStyle
+from llmrec.registry import STYLES
 
 IGNORE = -100
 
@@ -66,6 +68,7 @@ def build_examples(template: Template, tokenizer, ds: Dataset, split: Split, *, 
     `max_tokens` should be the budget ranking uses (`prompt_budget` of the model's context).
     """
     style = PromptStyle(template, tokenizer, ds, max_tokens, slots)
+    repeats = STYLES.entry(template.style).capabilities.get("draws", False)  # a target drawn again: new negatives
     universe = np.array(sorted({i for s in split for i in s.items}))
     out: list[Example] = []
     users = list(split)[: max_users or None]
@@ -81,30 +84,14 @@ def build_examples(template: Template, tokenizer, ds: Dataset, split: Split, *, 
             target = seq.items[t]
             history = _events(ds, seq, t, history_len)
             shown_history = tuple(seq.items[max(0, t - history_len):t])
-            for _ in range(draws if template.style != "title" else 1):
-                for prompt, answer, items, scored, choices in _answers(style, template.style, rng, universe, seen,
-                                                                       n, seq.user_id, history, target):
+            for _ in range(draws if repeats else 1):
+                negatives = functools.partial(_negatives, rng, universe, seen)  # k -> k unseen items
+                for prompt, answer, items, scored, choices in style.style_impl.examples(
+                        style, rng, negatives, seq.user_id, history, target, n):
                     out.append(Example(seq.user_id, prompt.ids + answer, [IGNORE] * len(prompt.ids) + answer,
                                        shown_history[prompt.dropped:] + items, scored, choices,
                                        choices.index(answer[0]) if choices else -1))
     return out
-
-
-def _answers(style: PromptStyle, kind: str, rng: np.random.Generator, universe: np.ndarray, seen: set[str], n: int,
-             user_id: str, history: list[Interaction], target: str) -> list:
-    """(prompt, answer ids, items shown, items scored, answer choices) of one target, per style (see module doc)."""
-    if kind == "title":
-        (s,) = style.build(user_id, history, [target])
-        return [(s.prompt, s.answers[0], (target,), (target,), ())]
-    if kind == "letters":
-        cands = _negatives(rng, universe, seen, n - 1) + [target]
-        shown = [cands[k] for k in rng.permutation(len(cands))]
-        (s,) = style.build(user_id, history, shown)
-        return [(s.prompt, s.answers[shown.index(target)], tuple(cands), tuple(shown), tuple(a[0] for a in s.answers))]
-    negative = _negatives(rng, universe, seen, 1)[0]  # yes/no: the target answers Yes, an unseen item No
-    pos, neg = style.build(user_id, history, [target, negative])
-    return [(pos.prompt, pos.answers[0], (target,), (target,), (pos.answers[0][0], pos.answers[1][0])),
-            (neg.prompt, neg.answers[1], (negative,), (negative,), (neg.answers[0][0], neg.answers[1][0]))]
 
 
 def to_hf_dataset(examples: list[Example], offsets: list[list[float]] | None = None,

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from llmrec.errors import ConfigError
 
-
-def prompt_tuning_config(num_virtual_tokens: int = 20, prompt_init_text: str = "", tokenizer_path: str = ""):
+def prompt_tuning_config(settings, tokenizer_path: str = ""):
+    """The peft `PromptTuningConfig` of `[train.prompt_tuning]`: initialised from `init_text`
+    (tokenised with the model's tokenizer) or at random."""
     from peft import PromptTuningConfig, PromptTuningInit, TaskType
 
-    if num_virtual_tokens < 1:
-        raise ConfigError(f"train.num_virtual_tokens: must be >= 1; got {num_virtual_tokens}")
-    if prompt_init_text:
-        return PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=num_virtual_tokens,
-                                  prompt_tuning_init=PromptTuningInit.TEXT, prompt_tuning_init_text=prompt_init_text,
+    if settings.init_text:
+        return PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=settings.num_virtual_tokens,
+                                  prompt_tuning_init=PromptTuningInit.TEXT, prompt_tuning_init_text=settings.init_text,
                                   tokenizer_name_or_path=tokenizer_path)
-    return PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=num_virtual_tokens,
+    return PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=settings.num_virtual_tokens,
                               prompt_tuning_init=PromptTuningInit.RANDOM)
