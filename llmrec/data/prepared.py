@@ -77,8 +77,11 @@ def differences(cfg: Config, record: dict[str, Any]) -> list[str]:
             + _diff("split", record.get("split", {}), _split_fields(cfg.split)))
 
 
-def write_record(out_dir: Path, cfg: Config, dataset_hash: str) -> None:
-    rec = {"data": to_dict(cfg.data), "split": _split_fields(cfg.split), "dataset_hash": dataset_hash}
+def write_record(out_dir: Path, cfg: Config, dataset_hash: str, complete: bool = True) -> None:
+    """`prepared.json`; written incomplete before `prepare` writes anything else and complete when it
+    has written everything, so a prepare that failed half-way leaves no record a retry must match."""
+    rec = {"data": to_dict(cfg.data), "split": _split_fields(cfg.split), "dataset_hash": dataset_hash,
+           **({} if complete else {"complete": False})}
     tmp = out_dir / (PREPARED + ".tmp")
     tmp.write_text(json.dumps(rec, indent=1))
     tmp.replace(out_dir / PREPARED)
@@ -143,6 +146,8 @@ def open_prepared(cfg: Config, log=print) -> Prepared:
     record = read_record(out)
     if record is None:
         raise DataError(f"{out} is not a prepared folder (no {PREPARED}); build it with `{prepare_command(cfg)}`")
+    if record.get("complete", True) is False:
+        raise DataError(f"{out}: `llmrec prepare` did not finish there; run it again: `{prepare_command(cfg)}`")
     diffs = differences(cfg, record)
     if diffs:
         defaults = not (_diff("data", _data_fields(DataConfig()), _data_fields(cfg.data))

@@ -16,7 +16,7 @@ from typing import Any
 
 from llmrec.assets import sha256_file
 from llmrec.data.candidates import CandidateList, CandidateSet
-from llmrec.data.dataset import Dataset, Interaction
+from llmrec.data.dataset import Dataset, Interaction, timestamp_problem
 from llmrec.data.split import Split
 from llmrec.errors import DataError
 
@@ -97,6 +97,16 @@ def _number(value: Any, where: str, what: str) -> float:
     return x
 
 
+def _timestamp(value: Any, where: str, what: str) -> float:
+    """A history timestamp (NaN when absent) that a template can show as a date: one outside
+    datetime's range would fail only later, when a prompt is rendered."""
+    x = _number(value, where, what)
+    problem = "" if math.isnan(x) else timestamp_problem(x)
+    if problem:
+        raise DataError(f"{where}: {what}: {problem}")
+    return x
+
+
 def _ids(value: Any, where: str, key: str) -> list:
     if not isinstance(value, list):
         raise DataError(f"{where}: {key!r} must be a JSON list, got {type(value).__name__} {value!r:.60}")
@@ -128,7 +138,7 @@ def input_record(job: Job, ds: Dataset, history_len: int, on_unknown: str, rec: 
             job.count("unknown_history_ids")
             continue
         history.append(Interaction(ds.items[iid], _number(h.get("rating"), where, f"user {user_id!r} rating"),
-                                   _number(h.get("timestamp"), where, f"user {user_id!r} timestamp")))
+                                   _timestamp(h.get("timestamp"), where, f"user {user_id!r} timestamp")))
     positive = rec.get("positive")
     positive = None if positive is None else _item_id(positive, where, f"user {user_id!r} positive")
     _add(job, ds, on_unknown, user_id, history, candidates, positive, where)

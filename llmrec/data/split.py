@@ -141,7 +141,7 @@ def tie_hash(seed: int, user_id: str, item_id: str) -> int:
 def leave_one_out(dataset: Dataset, tie_break: str = "hash", seed: int = 0) -> Split:
     """Split every user with >= 3 distinct items; users with fewer are skipped and counted."""
     if tie_break not in TIE_BREAKS:
-        raise ConfigError(f"split.tie_break: expected hash or file; got {tie_break!r}")
+        raise ConfigError(f"split.tie_break: expected one of hash, file; got {tie_break!r}")
     df = dataset.interactions
     keys = ["timestamp", "row"]
     if tie_break == "hash":

@@ -12,10 +12,7 @@ candidate's score at full precision, so `llmrec evaluate`, `compare` and `blend`
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import shlex
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +23,7 @@ import numpy as np
 from llmrec.assets import sha256_file
 from llmrec.errors import DataError
 from llmrec.eval import runs
-from llmrec.eval.metrics import metrics_of_rows
+from llmrec.eval.metrics import expected_ranks, metrics_of_rows, ndcg
 
 SOURCE_KEYS = ("source", "source_sha256")
 MAX_GRID = 200_000
@@ -88,8 +85,8 @@ def load_scored(path: str | Path) -> ScoredRun:
 
 def _cut_message(run: ScoredRun, user: str) -> str:
     label = Path(str(run.settings.get("source", "?"))).name.removesuffix(".jsonl")
-    cmd = _command(run, label, rerun=True)
-    how = f"rerun it with every candidate written: `{cmd[0]}`" if cmd else "rerun it with top_k 0"
+    cmd = _command(run, label, f"{run.path}-all")
+    how = f"rerun it with every candidate written: `{cmd}`" if cmd else "rerun it with top_k 0"
     return (f"{run.path} lacks scores for some candidates of user {user!r} (written with a top_k cut); "
             f"a blend needs every candidate's score: {how}")
 
@@ -177,18 +174,23 @@ def stack(scored: list[ScoredRun], users: list[str]) -> Stacked:
 
 
 def ndcg10(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """Per-user NDCG@10 of users x candidates scores (ties at their expected rank, as in
-    `metrics.expected_rank`); a user without a positive (a retriever miss) scores 0."""
-    p = scores[np.arange(len(scores)), positive][:, None]
-    rank = 1.0 + (scores > p).sum(1) + ((scores == p).sum(1) - 1) / 2.0
-    return np.where((positive >= 0) & (rank <= 10), 1.0 / np.log2(rank + 1.0), 0.0)
+    """Per-user NDCG@10 of users x candidates scores (`llmrec.eval.metrics`' rule); a user without
+    a positive (a retriever miss) scores 0."""
+    return np.where(positive >= 0, ndcg(expected_ranks(scores, positive), 10), 0.0)
+
+
+def grid_size(step: float) -> int:
+    """How many steps make 1: `step` must be a number in (0, 1] dividing 1 evenly (checked before
+    `1 / step`, which 0, NaN or a subnormal step would turn into a traceback)."""
+    k = round(1 / step) if math.isfinite(step) and 0 < step <= 1 and math.isfinite(1 / step) else 0
+    if k < 1 or abs(k * step - 1) > 1e-9:
+        raise DataError(f"--step {step}: must be a number in (0, 1] that divides 1 evenly (e.g. 0.05, 0.1, 0.25)")
+    return k
 
 
 def simplex(n: int, step: float) -> np.ndarray:
     """Every weight vector of `n` non-negative multiples of `step` summing to 1."""
-    k = round(1 / step)
-    if step <= 0 or k < 1 or abs(k * step - 1) > 1e-9:
-        raise DataError(f"--step {step}: must divide 1 evenly (e.g. 0.05, 0.1, 0.25)")
+    k = grid_size(step)
     if math.comb(k + n - 1, n - 1) > MAX_GRID:
         raise DataError(f"--step {step} gives {math.comb(k + n - 1, n - 1)} weight vectors for {n} runs "
                         f"(more than {MAX_GRID}); choose a larger step")
@@ -223,34 +225,20 @@ def valid_label(source: str) -> str | None:
     return f"{head}.valid" if head and stage == "test" else None
 
 
-def _command(run: ScoredRun, label: str, rerun: bool = False) -> tuple[str, Path] | None:
-    """The `llmrec` command that scores candidate file `label` with `run`'s saved config, every
-    candidate written, and the run directory it writes (`rerun`: the run's own file, no top_k cut).
-    None where the run has no saved config (or is a blend) to repeat."""
-    kind = run.settings.get("kind")
-    config = run.path / "config.toml"
-    if kind == "blend" or not config.is_file():
+def _command(run: ScoredRun, label: str, run_dir: str | None = None) -> str | None:
+    """The command that scores candidate file `label` with `run`'s settings, every candidate written,
+    into `run_dir` (default: where that run's recipe puts it), filled into the template the run
+    recorded (`rerun` in run.json); None for a run without one (a blend, an older run)."""
+    rerun = run.meta.get("rerun") or {}
+    if not rerun.get("command_on"):
         return None
-    try:
-        cfg = tomllib.loads(config.read_text())
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
-        return None
-    out_dir = Path(str(cfg.get("out_dir", "runs/ml-100k")))
-    source = Path(str(run.settings.get("source", "")))
-    where = label if source.parent == out_dir / "candidates" else str(source.with_name(f"{label}.jsonl"))
-    q = shlex.quote
-    if kind == "baseline":
-        name = str(cfg.get("baseline", {}).get("name", run.settings.get("model")))
-        # retrieve=0: the saved config may rewrite candidates/retrieved-N.test.jsonl, which other runs scored
-        cmd = (f"llmrec baseline --config {q(str(config))} baseline.candidates={q(json.dumps([where]))} "
-               "baseline.retrieve=0 baseline.top_k=0")
-        return cmd, out_dir / "baselines" / f"{name}--{Path(where).name}"
-    test = source.name.removesuffix(".jsonl")
-    base = run.path.name.removesuffix(test) if run.path.name.endswith(test) else run.path.name + "--"
-    run_dir = run.path.parent / (base + ("all--" if rerun else "") + label)  # rank refuses new settings in place
-    key = "rank.input" if cfg.get("rank", {}).get("input") else "rank.candidates"
-    extra = " rank.top_k=0" if rerun else ""
-    return f"llmrec rank --config {q(str(config))} {key}={q(where)}{extra} rank.run_dir={q(str(run_dir))}", run_dir
+    where = run_dir or rerun["run_dir_on"].replace("{label}", label)
+    return rerun["command_on"].replace("{label}", label).replace("{run_dir}", where)
+
+
+def _lands(run: ScoredRun, label: str) -> Path | None:
+    rerun = run.meta.get("rerun") or {}
+    return Path(rerun["run_dir_on"].replace("{label}", label)) if rerun.get("run_dir_on") else None
 
 
 def _settings_diff(test: ScoredRun, valid: ScoredRun) -> list[str]:
@@ -276,9 +264,9 @@ def find_valid(test: ScoredRun) -> Path:
         other = ScoredRun(d, meta, {})
         if Path(str(other.settings.get("source", ""))).name == f"{label}.jsonl" and not _settings_diff(test, other):
             found.append(d)
-    cmd = _command(test, label)
+    cmd, lands = _command(test, label), _lands(test, label)
     if len(found) > 1:
-        named = [d for d in found if cmd and d.name == cmd[1].name]
+        named = [d for d in found if lands is not None and d.resolve() == lands.resolve()]
         if len(named) != 1:
             raise DataError(f"several validation runs match {test.path}: {', '.join(map(str, found))}; "
                             "choose with --valid")
@@ -291,8 +279,8 @@ def find_valid(test: ScoredRun) -> Path:
     if cmd is None:
         raise DataError(f"{why}; score {label}.jsonl with the same settings and pass it with --valid, "
                         "or give --weights")
-    lands = cmd[1].parent.resolve() == test.path.parent.resolve()
-    raise DataError(f"{why}; write it with `{cmd[0]}`" + ("" if lands else f", then pass --valid {cmd[1]}")
+    beside = lands is not None and lands.parent.resolve() == test.path.parent.resolve()
+    raise DataError(f"{why}; write it with `{cmd}`" + ("" if beside else f", then pass --valid {lands}")
                     + ", or give --weights")
 
 
@@ -363,6 +351,7 @@ def blend(paths: list[str | Path], out: str | Path | None = None, valid: list[st
     names = [p.name for p in run_paths]
     if step is None:
         step = 0.05 if len(tests) <= 3 else 0.1
+    grid_size(step)  # a bad --step is refused before any validation run is read
 
     if valid is not None and len(valid) != len(tests):
         raise DataError(f"--valid names {len(valid)} runs for {len(tests)} blended runs; give one per run, "
@@ -410,13 +399,12 @@ def blend(paths: list[str | Path], out: str | Path | None = None, valid: list[st
         "step": step if weights is None else None, "source": source, "source_sha256": source_sha}
     if len(hashes) == 1 and None not in hashes:
         settings["dataset_hash"] = hashes.pop()
-    with runs.RunLock(out_dir):
-        (out_dir / runs.RANKS).unlink(missing_ok=True)  # a blend is cheap: always rewritten whole
-        runs.append_ranks(out_dir, rows)
-        runs.write_json(out_dir / "metrics.json", metrics)
-        runs.write_json(out_dir / runs.RUN, {
-            "settings": settings, "git_commit": runs.git_commit(), "finished": True, "users": len(rows),
-            "users_dropped": dropped, "valid": valid_report and {k: v for k, v in valid_report.items() if k != "runs"}})
+    rerun = runs.rerun_record(["llmrec", "blend", *map(str, run_paths), "--weights", ",".join(f"{x:g}" for x in w),
+                               "--out", str(out_dir)], [], "")
+    with runs.RunWriter(out_dir, settings, "", rerun, rewrite=True) as writer:
+        writer.append(rows)
+        writer.finish(metrics, users=len(rows), users_dropped=dropped,
+                      valid=valid_report and {k: v for k, v in valid_report.items() if k != "runs"})
     return BlendResult(out_dir, names, settings["weights"], settings["step"], metrics, len(rows), dropped,
                        valid_report)
 
@@ -425,6 +413,8 @@ def _normalise(weights: list[float], n: int) -> np.ndarray:
     w = np.asarray(weights, dtype=np.float64)
     if len(w) != n:
         raise DataError(f"--weights has {len(w)} values for {n} runs; give one per run, in the same order")
-    if (w < 0).any() or not np.isfinite(w).all() or w.sum() <= 0:
-        raise DataError(f"--weights {','.join(map(str, weights))}: must be non-negative with a positive sum")
+    if not np.isfinite(w).all() or (w < 0).any() or w.max() <= 0:
+        raise DataError(f"--weights {','.join(map(str, weights))}: must be finite, non-negative numbers "
+                        "with a positive sum")
+    w = w / w.max()  # first, so that a sum of huge weights cannot overflow to inf (and every weight to 0)
     return w / w.sum()

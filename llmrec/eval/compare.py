@@ -84,6 +84,9 @@ def holm(pvalues: list[float]) -> list[float]:
 def compare(paths: list[str | Path], reference: str | None = None, n_boot: int = 2000, n_perm: int = 10000,
             seed: int = 0) -> dict[str, Any]:
     """Table of every run's metrics with intervals and tests against `reference` (a label or path)."""
+    for flag, n in (("--bootstrap", n_boot), ("--permutations", n_perm)):
+        if n < 10:  # fewer resamples give no interval or p-value worth reporting (and 0 a traceback)
+            raise DataError(f"{flag} {n}: must be at least 10 resamples")
     seen: dict[Path, str | Path] = {}
     for p in paths:  # a run against itself would be reported as a (perfectly null) comparison
         key = Path(p).resolve()

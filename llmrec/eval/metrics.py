@@ -27,12 +27,25 @@ def expected_rank(scores: np.ndarray, positive: int) -> float:
     return 1.0 + better + ties / 2.0
 
 
+def expected_ranks(scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
+    """`expected_rank` row by row: the rank of `scores[u, positive[u]]` in each row of a users x
+    items matrix (NaN entries, e.g. padding, never rank above anything)."""
+    p = scores[np.arange(len(scores)), positive][:, None]
+    return 1.0 + (scores > p).sum(1) + ((scores == p).sum(1) - 1) / 2.0
+
+
+def ndcg(rank: np.ndarray | float, k: int) -> np.ndarray:
+    """NDCG@k of a held-out item at (expected) rank `rank`: 1/log2(rank+1) within the top k, else 0."""
+    rank = np.asarray(rank, dtype=np.float64)
+    return np.where(rank <= k, 1.0 / np.log2(rank + 1.0), 0.0)
+
+
 def user_metrics(rank: float) -> dict[str, float]:
     out: dict[str, float] = {}
     for k in KS:
         out[f"HR@{k}"] = float(rank <= k)
     for k in (5, 10):
-        out[f"NDCG@{k}"] = float(1.0 / np.log2(rank + 1.0)) if rank <= k else 0.0
+        out[f"NDCG@{k}"] = float(ndcg(rank, k))
     out["MRR"] = 1.0 / rank
     return out
 

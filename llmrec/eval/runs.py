@@ -1,12 +1,14 @@
-"""Run directories: what every ranking run leaves behind.
+"""Run directories: what every run leaves behind, and the one writer that leaves it.
 
     config.toml   the resolved config
     run.json      settings fingerprint (template hash, model, adapter, dtype, candidates file hash,
-                  dataset hash), git commit, counts, timing
+                  dataset hash), git commit, the command that recreates the run, counts, timing
     ranks.jsonl   one line per user: ranked candidates, scores, rank of the held-out item
-                  (or ranks.parquet/, one Parquet file per block, from `rank.output=parquet`)
+                  (or ranks.parquet/, one Parquet file per block, from `rank.ray.output=parquet`)
     metrics.json  HR@K, NDCG@K, MRR over users with a known positive
 
+`RunWriter` owns the life cycle for every kind of run (a ranking job on either engine, a
+baseline, a blend): lock -> engine / resume check -> start record -> rows -> metrics + run.json.
 `ranks.jsonl` is appended to as users finish, so a killed job loses at most the batch in flight
 and a restart skips finished users. A job holds an exclusive lock on its directory (`.lock`,
 released by the OS when the process dies) for its whole run, so two jobs can never interleave
@@ -25,13 +27,14 @@ from typing import Any, Self
 
 import numpy as np
 
-from llmrec.errors import DataError
+from llmrec.errors import ConfigError, DataError
 from llmrec.eval.metrics import expected_rank, metrics_of_rows
 
 RANKS = "ranks.jsonl"
 RANKS_PARQUET = "ranks.parquet"
 RUN = "run.json"
 LOCK = ".lock"
+BLOCKS_LOG = "blocks.jsonl"  # the Ray engine's commit log of finished blocks
 
 
 def git_commit() -> str:
@@ -282,3 +285,101 @@ class StopOnSignal:
 
         for sig, handler in self._old.items():
             signal.signal(sig, handler)
+
+
+def check_engine(run_dir: Path, old: dict[str, Any], engine: str, output: str = "jsonl") -> None:
+    """One run directory, one engine and one output format: their files do not resume each other."""
+    if not old:
+        return
+    was, was_output = old.get("engine", "local"), old.get("output", "jsonl")
+    has_rows = (run_dir / RANKS).is_file() and (run_dir / RANKS).stat().st_size > 0
+    has_parts = (run_dir / BLOCKS_LOG).is_file() and (run_dir / BLOCKS_LOG).stat().st_size > 0
+    if (was != engine or was_output != output) and (has_rows or has_parts):
+        raise ConfigError(f"{run_dir} holds users ranked with rank.engine={was} rank.ray.output={was_output}; "
+                          "resume it with those settings, or choose another rank.run_dir")
+
+
+class RunWriter:
+    """The life cycle of one run directory, the same for every kind of run:
+
+        with RunWriter(run_dir, settings, config_toml, rerun, engine="local") as w:  # lock, checks
+            done = w.resume()             # users already written (a torn last line cut first)
+            w.start()                     # config.toml + run.json, once the model has loaded
+            w.append(rows)                # as users finish
+            w.finish(metrics, users=...)  # metrics.json + run.json (finished)
+
+    `settings` is everything that changes a user's score: a directory with finished users only
+    takes a job with the same settings (one with none, e.g. a first attempt that failed on a typo,
+    may be restarted with new ones). `rerun` records how the run is recreated: `command` (the
+    command line), and for scoring other candidates with the same settings, `command_on` with
+    `{label}` and `{run_dir}` placeholders and `run_dir_on` with `{label}` (what `blend` tells a
+    user to run for a missing validation run). `rewrite` runs (baselines, blends: cheap) replace
+    their rows whole instead of resuming.
+    """
+
+    def __init__(self, run_dir: Path, settings: dict[str, Any], config_toml: str, rerun: dict[str, str],
+                 engine: str = "local", output: str = "jsonl", rewrite: bool = False,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.run_dir, self.settings, self.config_toml = Path(run_dir), settings, config_toml
+        self.engine, self.output, self.rewrite = engine, output, rewrite
+        self.meta: dict[str, Any] = {"settings": settings, "git_commit": git_commit(), "finished": False,
+                                     "rerun": rerun, **({"engine": engine, "output": output} if engine != "local"
+                                                        else {}), **(extra or {})}
+        self._lock = RunLock(self.run_dir)
+
+    def __enter__(self) -> Self:
+        check_run_dir(self.run_dir)
+        self._lock.__enter__()
+        try:
+            old = load_run(self.run_dir) if (self.run_dir / RUN).is_file() else {}
+            check_engine(self.run_dir, old, self.engine, self.output)
+            if self.rewrite:
+                (self.run_dir / RANKS).unlink(missing_ok=True)
+        except BaseException:
+            self._lock.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.__exit__()
+
+    def check_resume(self, finished: int) -> None:
+        """Refuse to add to `finished` users written under other settings."""
+        if not finished or not (self.run_dir / RUN).is_file():
+            return
+        old = load_run(self.run_dir).get("settings", {})
+        diff = [f"{k}: {old.get(k)!r} -> {self.settings[k]!r}" for k in self.settings if old.get(k) != self.settings[k]]
+        if diff:
+            raise ConfigError(f"{self.run_dir} holds {finished} users ranked with other settings ({'; '.join(diff)}); "
+                              "choose another rank.run_dir, or delete that directory to start over")
+
+    def resume(self) -> set[str]:
+        """The users already in `ranks.jsonl` (a torn last line from a killed job cut first)."""
+        cut_torn_line(self.run_dir, self._lock)
+        done = {r["user_id"] for r in read_ranks(self.run_dir)}
+        self.check_resume(len(done))
+        return done
+
+    def start(self) -> None:
+        """Record the run (config.toml, run.json unfinished): only once its model has loaded, so a
+        backend or adapter that fails to load leaves no record behind."""
+        if self.config_toml:
+            (self.run_dir / "config.toml").write_text(self.config_toml)
+        write_json(self.run_dir / RUN, self.meta)
+
+    def append(self, rows: list[dict[str, Any]]) -> None:
+        append_ranks(self.run_dir, rows)
+
+    def finish(self, metrics: dict[str, Any], **counts: Any) -> None:
+        if self.config_toml and not (self.run_dir / "config.toml").is_file():
+            (self.run_dir / "config.toml").write_text(self.config_toml)
+        write_json(self.run_dir / "metrics.json", metrics)
+        self.meta.update(finished=True, **counts)
+        write_json(self.run_dir / RUN, self.meta)
+
+
+def rerun_record(command: list[str], command_on: list[str], run_dir_on: str) -> dict[str, str]:
+    """`RunWriter`'s `rerun`: command lines as shell text (`{label}`/`{run_dir}` left as written)."""
+    import shlex
+
+    return {"command": shlex.join(command), "command_on": shlex.join(command_on), "run_dir_on": run_dir_on}

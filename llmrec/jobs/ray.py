@@ -1,14 +1,14 @@
-"""`llmrec rank ... rank.engine=ray`: the batch job data-parallel on a Ray cluster.
+"""The Ray engine of `llmrec rank` (`rank.engine = "ray"`): the batch job data-parallel on a Ray cluster.
 
-The input is planned in blocks of `rank.block_users` users (`llmrec/data/blocks.py`, streamed,
+The input is planned in blocks of `rank.ray.block_users` users (`llmrec/data/blocks.py`, streamed,
 never held whole). A Ray Dataset of the blocks still to do runs through `map_batches` with a
 stateful class: each actor builds the ranker and backend once (HF or vLLM, adapters included) and
 then ranks one block per call, returning the block's rows already encoded. The driver writes each
 block as one part file (written whole, then renamed) and commits it in `blocks.jsonl`; when every
 block is committed the parts are merged, in input order, into the run directory's usual files:
 
-    ranks.jsonl     (rank.output=jsonl; the parts stay in ranks.parts/ for resumes)
-    ranks.parquet/  (rank.output=parquet; one file per block, read by pandas, pyarrow, Spark)
+    ranks.jsonl     (rank.ray.output=jsonl; the parts stay in ranks.parts/ for resumes)
+    ranks.parquet/  (rank.ray.output=parquet; one file per block, read by pandas, pyarrow, Spark)
     metrics.json    from per-block metric sums, so no process holds every row
     run.json        settings, engine, actors, counts and timing
 
@@ -26,20 +26,22 @@ import os
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from tqdm import tqdm
 
-from llmrec.config import Config, dump_toml
+from llmrec.config import Config
 from llmrec.data import blocks, queries
 from llmrec.data.prepared import Prepared
 from llmrec.errors import ConfigError, DataError
 from llmrec.eval import runs
 from llmrec.eval.metrics import metrics_of_sums, sums_of_rows
+from llmrec.eval.runs import BLOCKS_LOG
+from llmrec.models.load import resolved_dtype
 
 PARTS = {"jsonl": "ranks.parts", "parquet": runs.RANKS_PARQUET}
-BLOCKS_LOG = "blocks.jsonl"
 RETRIES = 3  # restarts of a dead actor and reruns of its block, so a block that always kills its actor fails the job
 
 
@@ -51,19 +53,11 @@ class Scorer(Protocol):
 ScorerFactory = Callable[[Config, Any, Any, str], Scorer]  # (cfg, template, dataset, stage) -> Scorer
 
 
-class LLMScorer:
-    """The LLM ranker and its backend, as `llmrec rank` builds them."""
+def llm_scorer(cfg: Config, template, ds, stage: str) -> Scorer:
+    """The LLM ranker, as `llmrec rank` builds it (it owns and closes its backend)."""
+    from llmrec.scoring.build import build_ranker
 
-    def __init__(self, cfg: Config, template, ds, stage: str) -> None:
-        from llmrec.recipes.rank import build_ranker
-
-        self.ranker, self.backend = build_ranker(cfg, template, ds, stage)
-
-    def score(self, qs: list[queries.UserQuery]) -> list[Any]:
-        return self.ranker.score(qs)
-
-    def close(self) -> None:
-        self.backend.close()
+    return build_ranker(cfg, template, ds, stage)
 
 
 def part_path(parts: Path, name: str, output: str) -> Path:
@@ -78,13 +72,12 @@ class BlockRanker:
         import torch
 
         from llmrec.prompts.render import load_template
-        from llmrec.recipes.rank import resolved_dtype
 
         torch.set_num_threads(max(1, threads))
         self.cfg, self.source, self.error = cfg, source, ""
         try:
-            if resolved_dtype(cfg) != dtype:
-                raise ConfigError(f"model.dtype={cfg.model.dtype} runs as {resolved_dtype(cfg)} on this actor's device, "
+            if resolved_dtype(cfg.model) != dtype:
+                raise ConfigError(f"model.dtype={cfg.model.dtype} runs as {resolved_dtype(cfg.model)} on this actor's device, "
                                   f"not {dtype} as recorded for the job; set model.dtype explicitly")
             prepared = Prepared(Path(cfg.out_dir), cfg)
             self.ds = prepared.dataset(log=lambda *_: None)
@@ -102,7 +95,7 @@ class BlockRanker:
             if not error:
                 try:
                     rows, job = self.rank(block)
-                    payload = runs.encode_rows(rows, self.cfg.rank.output)
+                    payload = runs.encode_rows(rows, self.cfg.rank.ray.output)
                     summary = json.dumps({"users": len(rows), "skipped": job.skipped, "sums": sums_of_rows(rows)})
                 except (DataError, ConfigError) as e:  # bad input: returned, as Ray's wrapper would lose its type
                     error = f"{type(e).__name__}: {e}"
@@ -157,21 +150,22 @@ def _init(address: str, log=print) -> None:
         try:
             ray.init(address=address, **quiet)
         except ConnectionError as e:
-            raise ConfigError(f"rank.ray_address={address!r}: cannot reach a Ray cluster ({e})") from None
+            raise ConfigError(f"rank.ray.address={address!r}: cannot reach a Ray cluster ({e})") from None
 
 
 def sizing(cfg: Config) -> dict[str, float]:
-    """Actors, GPUs and CPUs per actor from `[rank]` and the cluster's resources (0 / -1: auto)."""
+    """Actors, GPUs and CPUs per actor from `[rank.ray]` and the cluster's resources (0 / -1: auto)."""
     import ray
 
-    r, have = cfg.rank, ray.cluster_resources()
+    r, have = cfg.rank.ray, ray.cluster_resources()
     gpus, cpus = have.get("GPU", 0.0), have.get("CPU", 1.0)
     per_gpu = r.gpus_per_actor if r.gpus_per_actor >= 0 else (1.0 if gpus else 0.0)
     if per_gpu > gpus:
-        raise ConfigError(f"rank.gpus_per_actor={per_gpu:g}, but the Ray cluster has {gpus:g} GPUs")
-    if cfg.rank.backend == "vllm" and per_gpu and cfg.vllm.tensor_parallel_size > per_gpu:
-        raise ConfigError(f"vllm.tensor_parallel_size={cfg.vllm.tensor_parallel_size} needs that many GPUs per actor: "
-                          f"set rank.gpus_per_actor={cfg.vllm.tensor_parallel_size}")
+        raise ConfigError(f"rank.ray.gpus_per_actor={per_gpu:g}, but the Ray cluster has {gpus:g} GPUs")
+    tp = cfg.backend_settings.tensor_parallel_size if cfg.rank.backend == "vllm" else 1
+    if per_gpu and tp > per_gpu:
+        raise ConfigError(f"backend.vllm.tensor_parallel_size={tp} needs that many GPUs per actor: "
+                          f"set rank.ray.gpus_per_actor={tp}")
     nodes = [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")] or [cpus]
     actors = r.actors or (max(1, int(gpus // per_gpu)) if per_gpu else len(nodes))
     # Without GPUs an actor takes a node's cores (torch threads), or its share of the smallest node's.
@@ -179,7 +173,7 @@ def sizing(cfg: Config) -> dict[str, float]:
                                    max(1.0, float(int(min(nodes) // -(-actors // len(nodes))))))
     if actors * per_cpu > cpus or actors * per_gpu > gpus:
         raise ConfigError(f"{actors} actors x ({per_cpu:g} CPUs, {per_gpu:g} GPUs) do not fit the Ray cluster "
-                          f"({cpus:g} CPUs, {gpus:g} GPUs): lower rank.actors or the per-actor resources")
+                          f"({cpus:g} CPUs, {gpus:g} GPUs): lower rank.ray.actors or the per-actor resources")
     return {"actors": actors, "gpus_per_actor": per_gpu, "cpus_per_actor": per_cpu}
 
 
@@ -251,7 +245,7 @@ def rank_blocks(cfg: Config, source: blocks.Source, todo: list[blocks.Block], ru
             if row["error"]:
                 kind, _, message = row["error"].partition(": ")
                 raise (ConfigError if kind == "ConfigError" else DataError)(message)
-            committed[row["name"]] = _commit(run_dir, parts, row, cfg.rank.output)
+            committed[row["name"]] = _commit(run_dir, parts, row, cfg.rank.ray.output)
             bar.update(int(row["records"]))
             if stop.requested:
                 raise KeyboardInterrupt
@@ -274,50 +268,56 @@ def merge(source: blocks.Source, run_dir: Path, parts: Path, output: str) -> Non
     os.replace(tmp, run_dir / runs.RANKS)
 
 
-def run(cfg: Config, template, prepared: Prepared, ds, settings_of: Callable, run_dir: Path, log=print,
-        make_scorer: ScorerFactory | None = None):
-    """The Ray engine of `llmrec.recipes.rank.run` (same arguments, same `RankResult`)."""
-    from llmrec.recipes.rank import RankResult, check_resume
+@dataclass
+class RayResult:
+    metrics: dict[str, float]
+    users_ranked: int
+    users_resumed: int
+    skipped: dict[str, int]
 
+
+def plan(cfg: Config, prepared: Prepared, log=print) -> blocks.Source:
+    """The job's input planned in blocks (the driver reads it once, streaming)."""
     r = cfg.rank
     if r.input:
         path = Path(r.input)
         kind = blocks.kind_of(path, candidates=False)
     else:
         path, kind = prepared.candidates_path(r.candidates), "candidates"
-    log(f"planning blocks of {r.block_users} users over {path}")
-    source = blocks.plan(path, kind, r.block_users, r.users)
+    log(f"planning blocks of {r.ray.block_users} users over {path}")
+    source = blocks.plan(path, kind, r.ray.block_users, r.users)
     if kind == "candidates" and source.meta["dataset_hash"] != prepared.split().dataset_hash:
         raise DataError(f"candidate file {path} was built on dataset {source.meta['dataset_hash']}, but the "
                         f"prepared split is {prepared.split().dataset_hash}; re-run `llmrec prepare`")
-    connect(r.ray_address, log)
+    return source
+
+
+def run(cfg: Config, template, source: blocks.Source, writer_of: Callable[[str], runs.RunWriter], log=print,
+        make_scorer: ScorerFactory | None = None) -> RayResult:
+    """Rank `source` on Ray actors into the run directory of `writer_of(dtype)` (the run writer
+    of `llmrec rank`, given the dtype the actors resolve `model.dtype` to)."""
+    r = cfg.rank.ray
+    connect(r.address, log)
     size = sizing(cfg)
     # dtype as the actors' device resolves it, not the driver's (which then never imports torch)
-    settings = settings_of(queries.Job([], {}, source.path, source.sha256, stage=source.stage),
-                           actor_dtype(cfg, size["gpus_per_actor"]))
+    writer = writer_of(actor_dtype(cfg, size["gpus_per_actor"]))
+    run_dir = writer.run_dir
     parts = run_dir / PARTS[r.output]
-    runs.check_run_dir(run_dir)
-    with runs.RunLock(run_dir):
-        old = runs.load_run(run_dir) if (run_dir / runs.RUN).is_file() else {}
-        check_engine(run_dir, old, "ray", r.output)
+    with writer:
         _cut_torn_log(run_dir)
         committed = {k: v for k, v in read_log(run_dir).items() if part_path(parts, k, r.output).is_file()}
-        check_resume(run_dir, settings, sum(v["users"] for v in committed.values()))
+        writer.check_resume(sum(v["users"] for v in committed.values()))
         todo = [b for b in source.blocks if b.name not in committed]
         resumed = sum(committed[b.name]["users"] for b in source.blocks if b.name in committed)
         if resumed:
             log(f"resuming {run_dir}: {len(source.blocks) - len(todo)} blocks ({resumed} users) already ranked, "
                 f"{len(todo)} to go")
         parts.mkdir(parents=True, exist_ok=True)
-        meta: dict[str, Any] = {"settings": settings, "git_commit": runs.git_commit(), "finished": False,
-                                "engine": "ray", "output": r.output, "candidates_file": source.path,
-                                "template_path": str(template.path), "blocks": len(source.blocks)}
-        (run_dir / "config.toml").write_text(dump_toml(cfg))
-        runs.write_json(run_dir / runs.RUN, meta)
+        writer.start()
         started = time.time()
         if todo:
-            rank_blocks(cfg, source, todo, run_dir, parts, committed, make_scorer or LLMScorer, size,
-                        settings["dtype"], log)
+            rank_blocks(cfg, source, todo, run_dir, parts, committed, make_scorer or llm_scorer, size,
+                        writer.settings["dtype"], log)
         elapsed = time.time() - started
         merge(source, run_dir, parts, r.output)
         mine = [committed[b.name] for b in source.blocks]
@@ -326,25 +326,8 @@ def run(cfg: Config, template, prepared: Prepared, ds, settings_of: Callable, ru
             for what, n in entry["skipped"].items():
                 skipped[what] = skipped.get(what, 0) + n
         metrics = metrics_of_sums(entry["sums"] for entry in mine)
-        runs.write_json(run_dir / "metrics.json", metrics)
         ranked_now = sum(committed[b.name]["users"] for b in todo)
-        meta.update(finished=True, users=sum(e["users"] for e in mine), skipped=skipped, users_ranked_now=ranked_now,
-                    seconds_now=round(elapsed, 2), **size,
-                    users_per_second=round(ranked_now / elapsed, 3) if ranked_now and elapsed else None)
-        runs.write_json(run_dir / runs.RUN, meta)
-    log(f"ranked {ranked_now} users in {elapsed:.1f}s ({resumed} resumed); skipped: {skipped or 'none'}")
-    log(f"run directory: {run_dir}")
-    log("metrics: " + ", ".join(f"{k}={v:.4f}" if k != "users" else f"users={v}" for k, v in metrics.items()))
-    return RankResult(run_dir, metrics, ranked_now, resumed, skipped)
-
-
-def check_engine(run_dir: Path, old: dict[str, Any], engine: str, output: str = "jsonl") -> None:
-    """One run directory, one engine and one output format: their files do not resume each other."""
-    if not old:
-        return
-    was, was_output = old.get("engine", "local"), old.get("output", "jsonl")
-    has_rows = (run_dir / runs.RANKS).is_file() and (run_dir / runs.RANKS).stat().st_size > 0
-    has_parts = bool(read_log(run_dir))
-    if (was != engine or was_output != output) and (has_rows or has_parts):
-        raise ConfigError(f"{run_dir} holds users ranked with rank.engine={was} rank.output={was_output}; resume it "
-                          f"with those settings, or choose another rank.run_dir")
+        writer.finish(metrics, users=sum(e["users"] for e in mine), skipped=skipped, users_ranked_now=ranked_now,
+                      seconds_now=round(elapsed, 2), **size,
+                      users_per_second=round(ranked_now / elapsed, 3) if ranked_now and elapsed else None)
+    return RayResult(metrics, ranked_now, resumed, skipped)

@@ -15,6 +15,7 @@ import numpy as np
 
 from llmrec.errors import DataError
 from llmrec.kg.paths import COWATCHED, KGPaths
+from llmrec.models.generate import Request
 
 
 @dataclass(frozen=True)
@@ -107,16 +108,16 @@ def path_vars(path: Path, model: KGPaths, titles: Mapping[str, str]) -> dict[str
             "relation": path.path_type, "entity": entity, "users": path.users}
 
 
-def verbalize(lm, template, model: KGPaths, titles: Mapping[str, str], user_id: str, item_id: str, top: int = 3,
+def verbalize(generator, template, model: KGPaths, titles: Mapping[str, str], user_id: str, item_id: str, top: int = 3,
               max_new_tokens: int = 48, item_noun: str = "movie", stage: str = "test") -> str:
-    """One sentence from the LM (`lm`: `llmrec.kg.extract.LM`, greedy, bounded) built on the `top`
+    """One sentence from the LM (`generator`: `llmrec.models.generate.Generator`, greedy, bounded) built on the `top`
     paths of `paths`: the first line it writes, or a note when there is no path to build on."""
     data = model.data
     u, i = data.user_index[user_id], data.item_index[item_id]
     _, found = paths(model, u, i, stage)
     if not found:
         return "(no path to explain)"
-    prompt = lm.prompt(template, item={"id": item_id, "title": titles.get(item_id, item_id)}, item_noun=item_noun,
+    prompt = generator.prompt(template, item={"id": item_id, "title": titles.get(item_id, item_id)}, item_noun=item_noun,
                        paths=[path_vars(p, model, titles) for p in found[:top]])
-    text = lm.generate([prompt], max_new_tokens, batch_size=1, stop="\n")[0].text.strip()
+    text = generator([Request(prompt, max_new_tokens, "\n")])[0].text.strip()
     return text.split("\n", 1)[0].strip() or "(the model wrote nothing)"

@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmrec.config import ModelConfig
 from llmrec.data.dataset import Item
-from llmrec.errors import DataError, TemplateError
-from llmrec.prompts.render import Template, parse_header, templates_dir
+from llmrec.errors import DataError
+from llmrec.models.generate import Generator, Request
+from llmrec.prompts.render import Template
 
 RELATIONS = ("director", "writer", "producer", "actor", "genre", "year", "decade", "country", "language")
 DROP_REASONS = ("overlong", "prompt_echo", "missing_colon", "unknown_relation", "empty_entity", "bad_value",
@@ -52,106 +52,6 @@ DEFAULT_TEMPLATE = "kg/extract_v1"
 _MARKER = re.compile(r"^(?:[-*\u2022]|\d{1,2}[.)])\s+")
 _BLANK = re.compile(r"\n[ \t]*\n")
 _DECADE = re.compile(r"^(?:(\d{3})0|'?(\d)0)s$")
-
-
-# -- templates ---------------------------------------------------------------------------------
-def load_kg_template(name_or_path: str, style: str) -> Template:
-    """A shipped `kg/` template by name (`kg/extract_v1`) or any `.j2` file whose header says `style`.
-
-    Rendering goes through the prompt templates' sandbox (`Template.render`), so a hostile file
-    cannot reach Python internals and a typo is an error naming the file and line.
-    """
-    p = Path(name_or_path)
-    path = p if p.suffix == ".j2" or p.is_file() else templates_dir() / f"{name_or_path}.j2"
-    if not path.is_file():
-        shipped = sorted(f"kg/{q.stem}" for q in (templates_dir() / "kg").glob("*.j2")
-                         if parse_header(q, q.read_text(encoding="utf-8")).get("style") == style)
-        raise TemplateError(f"{style} template {name_or_path!r} not found (looked for {path}); shipped: {shipped}")
-    source = path.read_text(encoding="utf-8")
-    header = parse_header(path, source)
-    if header.get("style") != style:
-        raise TemplateError(f"{path}: header 'style' must be {style!r} here; got {header.get('style', '')!r}")
-    chat = header.get("chat", "false").lower()
-    if chat not in ("true", "false"):
-        raise TemplateError(f"{path}: header 'chat' must be true or false; got {chat!r}")
-    return Template(str(name_or_path), path.resolve(), style, chat == "true", header, source)
-
-
-# -- generation --------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Generation:
-    text: str
-    finished: bool  # stopped by the end-of-sequence token or the stop string, not the token limit
-    tokens: int
-
-
-class LM:
-    """The configured model (`model.name`, optional `model.adapter`) for greedy generation."""
-
-    def __init__(self, cfg: ModelConfig, model=None, tokenizer=None) -> None:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from llmrec.models.load import pick_device, pick_dtype, resolve_model
-
-        self.device = pick_device(cfg.device)
-        if model is None:
-            path = resolve_model(cfg.name)
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=pick_dtype(cfg.dtype, self.device))
-            if cfg.adapter:
-                from peft import PeftModel
-
-                model = PeftModel.from_pretrained(model, cfg.adapter)
-        self.model, self.tokenizer, self.torch = model.to(self.device).eval(), tokenizer, torch
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-
-    def prompt(self, template: Template, **variables: Any) -> str:
-        """The text the model continues: a plain template's text plus a newline (the answer starts
-        on a line of its own), or a chat template's text as the user turn."""
-        body = template.render(**variables)
-        if not template.chat:
-            return body + "\n"
-        messages = ([{"role": "system", "content": template.header["system"]}] if "system" in template.header
-                    else []) + [{"role": "user", "content": body}]
-        text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return text + template.header.get("answer_prefix", "")
-
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, batch_size: int = 8, stop: str | None = "\n\n",
-                 progress: str = "") -> list[Generation]:
-        """Greedy continuations, batched with left padding (prompts sorted by length, order kept);
-        `stop` ends a sequence early; `progress` names a tqdm bar (empty: no bar)."""
-        from tqdm.auto import tqdm
-
-        tok, torch = self.tokenizer, self.torch
-        ids = [tok(p, add_special_tokens=False).input_ids for p in prompts]
-        order = sorted(range(len(ids)), key=lambda k: len(ids[k]))
-        out: list[Generation | None] = [None] * len(ids)
-        eos = {tok.pad_token_id} | {t for t in ([self.model.generation_config.eos_token_id] if not isinstance(
-            self.model.generation_config.eos_token_id, list) else self.model.generation_config.eos_token_id)
-            if t is not None} | {tok.eos_token_id}
-        with tqdm(total=len(ids), desc=progress or "generate", unit="prompt", disable=not progress) as bar, \
-                torch.inference_mode():
-            for start in range(0, len(order), batch_size):
-                batch = order[start:start + batch_size]
-                width = max(len(ids[k]) for k in batch)
-                rows = [[tok.pad_token_id] * (width - len(ids[k])) + ids[k] for k in batch]
-                mask = [[0] * (width - len(ids[k])) + [1] * len(ids[k]) for k in batch]
-                kwargs = {"stop_strings": [stop], "tokenizer": tok} if stop else {}
-                gen = self.model.generate(input_ids=torch.tensor(rows, device=self.device),
-                                          attention_mask=torch.tensor(mask, device=self.device),
-                                          max_new_tokens=max_new_tokens, do_sample=False, top_p=None, top_k=None,
-                                          temperature=None, pad_token_id=tok.pad_token_id, **kwargs)
-                for k, row in zip(batch, gen[:, width:].tolist()):
-                    end = next((n + 1 for n, t in enumerate(row) if t in eos), len(row))
-                    row = row[:end]
-                    text = tok.decode(row, skip_special_tokens=True)
-                    finished = (end < max_new_tokens or (bool(row) and row[-1] in eos)
-                                or (stop is not None and stop in text))
-                    out[k] = Generation(text, finished, len(row))
-                bar.update(len(batch))
-        return out  # type: ignore[return-value]
 
 
 # -- parsing -----------------------------------------------------------------------------------
@@ -244,13 +144,13 @@ class Extraction:
         return [(i, r, e) for i in self.items for r, e in self.facts[i]]
 
 
-def extract(lm: LM, template: Template, items: Iterable[Item], item_noun: str = "movie",
-            max_new_tokens: int = 96, batch_size: int = 8, progress: str = "kg-extract") -> Extraction:
-    """Generate and parse facts for each item."""
+def extract(generator: Generator, template: Template, items: Iterable[Item], item_noun: str = "movie",
+            max_new_tokens: int = 96, progress: str = "kg-extract") -> Extraction:
+    """Generate (greedy, bounded, ending at the first blank line) and parse facts for each item."""
     items = list(items)
-    prompts = [lm.prompt(template, item=it.to_dict(), item_noun=item_noun, relations=list(RELATIONS))
+    prompts = [generator.prompt(template, item=it.to_dict(), item_noun=item_noun, relations=list(RELATIONS))
                for it in items]
-    gens = lm.generate(prompts, max_new_tokens, batch_size, progress=progress)
+    gens = generator([Request(p, max_new_tokens, "\n\n") for p in prompts], progress=progress)
     ex = Extraction([it.id for it in items], {}, Counter(), 0, 0)
     for it, prompt, g in zip(items, prompts, gens):
         p = parse(g.text, prompt, g.finished)

@@ -26,7 +26,6 @@ baseline has another geometry than the one the projector learned.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from llmrec.assets import sha256_file
 from llmrec.baselines.vectors import FILENAME, Vectors
 from llmrec.errors import ConfigError
 
@@ -90,7 +90,7 @@ class SlotTable(nn.Module):
                  residual: bool = False) -> None:
         super().__init__()
         if not vectors.exact:
-            raise ConfigError(f"train.cf_vectors: {vectors.model} vectors do not score by a dot product; use the "
+            raise ConfigError(f"train.cf.vectors: {vectors.model} vectors do not score by a dot product; use the "
                               "vectors of bpr, mf, als or sasrec")
         self.placeholder, self.placeholder_id = placeholder
         self.vocab_size, self.hidden_size = vocab_size, hidden_size
@@ -188,21 +188,13 @@ class SlotTable(nn.Module):
             "unknown_rate": self.unknown_rate, "residual": self.residual}, indent=1))
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def build_table(source: str, vocab_size: int, hidden_size: int, tokenizer, proj_hidden: int = 0,
                 unknown_rate: float = 0.0, residual: bool = False) -> SlotTable:
     """A new (untrained) table over the vectors of a baseline run."""
     path = vectors_path(source)
     vectors = Vectors.load(path)
     return SlotTable(vectors, vocab_size, hidden_size, placeholder_token(tokenizer), proj_hidden, unknown_rate,
-                     source=str(path.resolve()), source_sha256=sha256_of(path), residual=residual)
+                     source=str(path.resolve()), source_sha256=sha256_file(path), residual=residual)
 
 
 def has_cf(adapter: str) -> bool:
@@ -217,7 +209,7 @@ def load_table(adapter: str) -> SlotTable:
     if not path.is_file():
         raise ConfigError(f"{folder / CONFIG}: the collaborative vectors {path} are missing; the adapter needs the "
                           "baseline run it was trained with")
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if digest != meta["vectors_sha256"]:
         raise ConfigError(f"{folder / CONFIG}: {path} changed since the adapter was trained (sha256 "
                           f"{meta['vectors_sha256'][:12]} -> {digest[:12]}); a refitted baseline has other vectors: "

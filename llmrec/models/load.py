@@ -1,8 +1,10 @@
-"""Resolve a model name: an embedded asset, a local folder, or a Hugging Face id."""
+"""Models by name (an embedded asset, a local folder or a Hugging Face id): the one place that
+loads weights, tokenizers and adapters, and resolves devices and dtypes."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from llmrec import assets
 
@@ -33,7 +35,44 @@ def pick_dtype(dtype: str, device: str):
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 
 
+def resolved_dtype(model) -> str:
+    """`model.dtype` (of a `ModelConfig`) as this process's device runs it: "auto" is bf16 on a
+    GPU, fp32 on a CPU."""
+    return str(pick_dtype(model.dtype, pick_device(model.device))).removeprefix("torch.")
+
+
 def load_tokenizer(name: str):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(resolve_model(name))
+
+
+def load_model(name: str, adapter: str = "", *, device: str = "auto", dtype: Any = "auto", trainable: bool = False,
+               collaborative: bool = True):
+    """The one model loader: the base weights (`resolve_model`) at `dtype` ("auto": bf16 on a GPU,
+    fp32 on a CPU, or a torch dtype), a peft `adapter` on top (LoRA or prompt-tuning; trainable
+    when `trainable`), and the adapter's collaborative-token projector when it has one and
+    `collaborative` is set (`llmrec.models.cf`). Returned on the device, in eval mode unless
+    trainable. A name that is neither a folder nor a reachable Hub id is a ConfigError."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from llmrec.errors import ConfigError
+
+    where = pick_device(device)
+    torch_dtype = dtype if isinstance(dtype, torch.dtype) else pick_dtype(dtype, where)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=torch_dtype)
+    except (OSError, ValueError) as e:  # transformers' "not a model folder / not a Hub id"
+        raise ConfigError(f"model.name {name!r}: cannot load ({str(e).splitlines()[0]})") from None
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
+        if collaborative:
+            from llmrec.models import cf
+
+            if cf.has_cf(adapter):
+                cf.attach(model, cf.load_table(adapter)).to(torch_dtype)
+    model = model.to(where)
+    return model.train() if trainable else model.eval()

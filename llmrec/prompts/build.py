@@ -13,21 +13,34 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from llmrec.data.dataset import Interaction, Item
-from llmrec.errors import TemplateError
+from llmrec.data.dataset import Interaction, Item, timestamp_problem
+from llmrec.errors import DataError, TemplateError
 from llmrec.prompts.render import Template
 from llmrec.prompts.slots import SlotIds, extract, fill
 
 
 def item_vars(item: Item, rating: float | None = None, timestamp: float | None = None) -> dict[str, Any]:
-    """What a template sees of an item."""
+    """What a template sees of an item. A timestamp without a date (inputs are checked when read,
+    so this is a last guard) is a DataError naming it, not an OverflowError from `datetime`."""
     d = item.to_dict()
     if rating is not None and not math.isnan(rating):
         d["rating"] = int(rating) if float(rating).is_integer() else rating
     if timestamp is not None and not math.isnan(timestamp):
+        if problem := timestamp_problem(timestamp):
+            raise DataError(f"item {item.id!r}: timestamp {timestamp!r}: {problem}")
         d["timestamp"] = timestamp
         d["date"] = dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d")
     return d
+
+
+def wrap_chat(template: Template, tokenizer, body: str) -> str:
+    """A chat template's rendered text as the user turn of the tokenizer's chat template, after the
+    header's `system` message if it has one, followed by its `answer_prefix`: the one wrapping for
+    scored prompts and generated text alike."""
+    messages = [{"role": "system", "content": template.header["system"]}] if "system" in template.header else []
+    messages.append({"role": "user", "content": body})
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return text + template.header.get("answer_prefix", "")
 
 
 @dataclass(frozen=True)
@@ -50,7 +63,7 @@ class PromptBuilder:
         self.slots = slots
         if template.uses_cf and slots is None:
             raise TemplateError(f"{template.path}: this template places collaborative vectors (| cf), and the "
-                                "model has none: use an adapter trained with train.cf_vectors (model.adapter)")
+                                "model has none: use an adapter trained with train.cf.vectors (model.adapter)")
         if template.chat and not getattr(tokenizer, "chat_template", None):
             raise TemplateError(f"{template.path}: a chat template (chat: true) needs a tokenizer with a chat "
                                 "template; use the plain form of this template for this model")
@@ -69,14 +82,7 @@ class PromptBuilder:
         if self.slots is not None:
             body, keys = extract(body, self.slots.placeholder)
             slot_ids = tuple(self.slots.id_of(kind, key) for kind, key in keys)
-        if not self.template.chat:
-            return body, slot_ids
-        messages = []
-        if "system" in self.template.header:
-            messages.append({"role": "system", "content": self.template.header["system"]})
-        messages.append({"role": "user", "content": body})
-        chat = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return chat + self.template.header.get("answer_prefix", ""), slot_ids
+        return (wrap_chat(self.template, self.tokenizer, body) if self.template.chat else body), slot_ids
 
     def encode(self, text: str, slot_ids: tuple[int, ...] = (), user_id: str = "?") -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=self.add_special_tokens).input_ids

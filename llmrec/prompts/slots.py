@@ -44,13 +44,22 @@ def extract(text: str, placeholder: str) -> tuple[str, tuple[tuple[str, str], ..
 
 
 class SlotIds(Protocol):
-    """What prompts need from a collaborative-vector table (`llmrec.models.cf.SlotTable`)."""
+    """What prompts and the ranker need from a collaborative-vector table (`llmrec.models.cf.SlotTable`)."""
 
     placeholder: str  # the token text written where a vector goes
     placeholder_id: int
+    residual: bool  # scores get alpha x the baseline's score added (`offsets`)
 
     def id_of(self, kind: str, key: str) -> int:
         """The token id (past the vocabulary) of this user's or item's vector; unknown ids get the fallback."""
+        ...
+
+    def set_stage(self, stage: str) -> None:
+        """Read the user vectors that score the `test` or the `valid` target."""
+        ...
+
+    def offsets(self, user: str, items: list[str]) -> Any:
+        """The residual's addition to each item's score."""
         ...
 
 

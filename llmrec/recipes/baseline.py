@@ -10,7 +10,8 @@ user it missed is recorded as a miss for every reranker of that file.
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from llmrec import baselines
+from llmrec.assets import sha256_file
 from llmrec.config import Config, dump_toml
 from llmrec.data.candidates import CandidateList, CandidateSet
 from llmrec.data.prepared import open_prepared
 from llmrec.data.split import Split
 from llmrec.eval import runs
 from llmrec.eval.metrics import metrics_of_rows
+from llmrec.registry import BASELINES
 
 
 @dataclass
@@ -54,6 +57,18 @@ def retrieve(model: baselines.Recommender, data: baselines.TrainData, split: Spl
     return cs
 
 
+def rerun(cfg: Config, run_dir: Path, source: Path, out: Path) -> dict[str, str]:
+    """How this run is recreated, and run on other candidates with every candidate written (the
+    saved config may rewrite candidates/retrieved-N.test.jsonl, which other runs scored: retrieve=0)."""
+    config = str(run_dir / "config.toml")
+    on = "{label}" if source.parent == out / "candidates" else str(source.parent / "{label}.jsonl")
+    return runs.rerun_record(
+        ["llmrec", "baseline", "--config", config, f"baseline.candidates={json.dumps([source.name.removesuffix('.jsonl')])}"],
+        ["llmrec", "baseline", "--config", config, f"baseline.candidates={json.dumps([on])}", "baseline.retrieve=0",
+         "baseline.top_k=0"],
+        str(out / "baselines" / f"{cfg.baseline.name}--{{label}}"))
+
+
 def run(cfg: Config, log=print) -> BaselineResult:
     prepared = open_prepared(cfg, log)
     cfg, out = prepared.cfg, prepared.out_dir
@@ -61,16 +76,21 @@ def run(cfg: Config, log=print) -> BaselineResult:
     split = prepared.split()
     data = baselines.TrainData.from_split(split)
     model, settings = baselines.from_config(b)
-    if hasattr(model, "use_data"):  # models that read side data beyond the interactions (a knowledge graph)
+    reads = BASELINES.entry(b.name).capabilities.get("reads", ())
+    if "data" in reads:  # side data beyond the interactions (a knowledge graph, item text)
         model.use_data(cfg.data)
-    if hasattr(model, "use_model"):  # models that encode item text with the configured LM (content-lm)
+    if "model" in reads:  # item text encoded by the configured LM (content-lm)
         model.use_model(cfg.model)
+    log(f"baseline: fitting {b.name} ({', '.join(f'{k}={v}' for k, v in settings.items()) or 'no settings'}) on "
+        f"{len(data.users)} users, {len(data.items)} items")
     started = time.time()
     model.fit(data)
     fit_seconds = time.time() - started
-    log(f"fitted {b.name} in {fit_seconds:.1f}s" + (f" (best epoch {model.best_epoch})" if hasattr(model, "best_epoch") else ""))
-    if getattr(model, "selected", None):  # choices a model made on the validation items
-        log(f"{b.name} chose on the validation items: {model.selected}")
+    best_epoch = getattr(model, "best_epoch", None)  # trained models report their early-stopped epoch
+    selected = getattr(model, "selected", None)  # choices a model made on the validation items
+    log(f"fitted {b.name} in {fit_seconds:.1f}s" + (f" (best epoch {best_epoch})" if best_epoch else ""))
+    if selected:
+        log(f"{b.name} chose on the validation items: {selected}")
 
     vectors = model.vectors()
     result = BaselineResult([], {}, fit_seconds)
@@ -83,36 +103,39 @@ def run(cfg: Config, log=print) -> BaselineResult:
         log(f"wrote {path}: the held-out item is in the top {b.retrieve} for "
             f"{result.retriever_recall:.1%} of {len(cs.lists)} users")
 
+    config_toml = dump_toml(dataclasses.replace(cfg, baseline=b.resolved()))
     for label in b.candidates:
         path, cs = prepared.candidates(label)
         run_dir = out / "baselines" / f"{b.name}--{path.name.removesuffix('.jsonl')}"
-        with runs.RunLock(run_dir):
-            (run_dir / runs.RANKS).unlink(missing_ok=True)  # a baseline run is cheap: always rewritten whole
-            rows = []
-            users = np.array([data.user_index[c.user_id] for c in cs.lists])
-            for start in range(0, len(users), 512):
-                chunk = cs.lists[start:start + 512]
-                scores = baselines.scores_of(model, data, users[start:start + 512], cs.stage)
-                for c, s_all in zip(chunk, scores):
-                    s = np.array([s_all[data.item_index[i]] if i in data.item_index else -np.inf for i in c.candidates])
-                    rows.append(runs.rank_row(c.user_id, list(c.candidates), s, c.positive, b.top_k,
-                                              c.missed is not None))
-            runs.append_ranks(run_dir, rows)
+        run_settings = {"kind": "baseline", "model": b.name, **settings, "source": str(path),
+                        "source_sha256": sha256_file(path), "dataset_hash": split.dataset_hash}
+        with runs.RunWriter(run_dir, run_settings, config_toml, rerun(cfg, run_dir, path, out), rewrite=True) as w:
+            rows = score_file(model, data, cs, b.top_k)
+            w.start()
+            w.append(rows)
             if vectors is not None:
                 vectors.save(run_dir)
             metrics = metrics_of_rows(rows)
-            runs.write_json(run_dir / "metrics.json", metrics)
-            (run_dir / "config.toml").write_text(dump_toml(cfg))
-            runs.write_json(run_dir / runs.RUN, {
-                "settings": {"kind": "baseline", "model": b.name, **settings, "source": str(path),
-                             "source_sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
-                             "dataset_hash": split.dataset_hash},
-                "git_commit": runs.git_commit(), "finished": True, "users": len(rows),
-                "fit_seconds": round(fit_seconds, 2), "best_epoch": getattr(model, "best_epoch", None),
-                **({"selected": model.selected} if getattr(model, "selected", None) else {}),
-                "valid_ndcg10_history": [round(x, 5) for x in getattr(model, "history", [])]})
+            w.finish(metrics, users=len(rows), fit_seconds=round(fit_seconds, 2), best_epoch=best_epoch,
+                     **({"selected": selected} if selected else {}),
+                     valid_ndcg10_history=[round(x, 5) for x in getattr(model, "history", [])])
         result.run_dirs.append(run_dir)
         result.metrics[cs.label + "." + cs.stage] = metrics
         log(f"{b.name} on {path.name}: " + ", ".join(
             f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items()))
+        log(f"run directory: {run_dir}")
     return result
+
+
+def score_file(model: baselines.Recommender, data: baselines.TrainData, cs: CandidateSet,
+               top_k: int) -> list[dict]:
+    """Rows of one candidate file: every candidate's score (an item unseen in training: -inf)."""
+    rows = []
+    users = np.array([data.user_index[c.user_id] for c in cs.lists])
+    for start in range(0, len(users), 512):
+        chunk = cs.lists[start:start + 512]
+        scores = baselines.scores_of(model, data, users[start:start + 512], cs.stage)
+        for c, s_all in zip(chunk, scores):
+            s = np.array([s_all[data.item_index[i]] if i in data.item_index else -np.inf for i in c.candidates])
+            rows.append(runs.rank_row(c.user_id, list(c.candidates), s, c.positive, top_k, c.missed is not None))
+    return rows

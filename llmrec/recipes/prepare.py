@@ -44,6 +44,8 @@ def format_stats(raw: dict[str, Any], filtered: dict[str, Any]) -> str:
 def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
     out = Path(cfg.out_dir)
     record = read_record(out) if out.is_dir() else None
+    if record is not None and record.get("complete", True) is False:
+        record = None  # a prepare that failed half-way: its files are replaced, whatever it was given
     if record is not None and not force:
         diffs = differences(cfg, record)
         if diffs:
@@ -51,12 +53,14 @@ def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
                               f"orphan its runs: prepare another out_dir, or replace it with "
                               f"`{prepare_command(cfg, force=True)}`")
 
+    log(f"prepare: {cfg.data.dataset} ({cfg.data.format}) -> {out}")
     raw = load_raw(cfg.data, log)
     dataset = apply_filters(raw, cfg.data)
     split = leave_one_out(dataset, cfg.split.tie_break, cfg.split.seed)
     if cfg.split.cold_items:
         split = hold_out_items(split, cfg.split.cold_items, cfg.split.seed)
     (out / "candidates").mkdir(parents=True, exist_ok=True)
+    write_record(out, cfg, split.dataset_hash, complete=False)
     (out / "config.toml").write_text(dump_toml(cfg))
 
     stats = dataset.stats()

@@ -30,9 +30,8 @@ def render_for_user(cfg: Config, user_id: str) -> tuple[str, int, int]:
 
         if cf.has_cf(cfg.model.adapter):
             slots = cf.load_table(cfg.model.adapter)
-            slots.set_stage(job.stage)
     ranker = LLMRanker(template, None, load_tokenizer(cfg.model.name), ds, cfg.rank.scoring,
                        cfg.rank.max_prompt_tokens, cfg.rank.seed,
-                       max_length=getattr(model_cfg, "max_position_embeddings", 2048), slots=slots)
+                       max_length=getattr(model_cfg, "max_position_embeddings", 2048), slots=slots, stage=job.stage)
     (prompt, *_), _ = ranker.build_prompts(query)
     return prompt.text, len(prompt.ids), prompt.dropped

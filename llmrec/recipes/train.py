@@ -5,11 +5,11 @@ Writes `<train.out>/best/` (peft adapter folder with the best validation NDCG@10
 curve in `train_state.json`, a resumable `checkpoint/`, and with `train.merge` a merged model.
 Rerunning on an existing `train.out` resumes its checkpoint only under the same settings.
 
-A `| cf` template trains collaborative tokens too: the projector of `train.cf_vectors` (a baseline
-run) is attached to the model, trained with the adapter at `train.cf_learning_rate` (or alone,
-`train.cf_train=projector` on a `train.init_adapter`, CoLLM's second step), and saved in `best/`
+A `| cf` template trains collaborative tokens too: the projector of `train.cf.vectors` (a baseline
+run) is attached to the model, trained with the adapter at `train.cf.learning_rate` (or alone,
+`train.cf.train=projector` on a `train.init_adapter`, CoLLM's second step), and saved in `best/`
 beside the adapter. Its examples target the validation items (`train.targets=auto`), and the users
-scored for validation NDCG@10 are then held out of training. `train.curriculum` names a text-only
+scored for validation NDCG@10 are then held out of training. `train.cf.curriculum` names a text-only
 twin of the template (LLaRA's curriculum): each training example is drawn from the twin's prompt
 at first and from the hybrid one more and more often, all hybrid by the last step.
 """
@@ -27,6 +27,7 @@ from llmrec.data.split import Split
 from llmrec.errors import ConfigError
 from llmrec.prompts.render import load_template
 from llmrec.prompts.style import prompt_budget
+from llmrec.registry import STYLES
 
 
 @dataclass
@@ -54,17 +55,18 @@ def checkpoint_settings(cfg: Config, template, split: Split, split_path: Path) -
     """
     import hashlib
 
+    from llmrec.assets import sha256_file
     from llmrec.models import cf
     from llmrec.models.adapters import adapter_sha256
 
     train = {f"train.{k}": v for k, v in to_dict(cfg.train).items() if k not in ("out", "merge")}
     extra = {}
-    if cfg.train.cf_vectors:
-        extra["cf.vectors_sha256"] = cf.sha256_of(cf.vectors_path(cfg.train.cf_vectors))
+    if cfg.train.cf.vectors:
+        extra["cf.vectors_sha256"] = sha256_file(cf.vectors_path(cfg.train.cf.vectors))
     if cfg.train.init_adapter:
         extra["init_adapter.sha256"] = adapter_sha256(cfg.train.init_adapter)
-    if cfg.train.curriculum:
-        extra["curriculum.sha256"] = load_template(cfg.train.curriculum).sha256
+    if cfg.train.cf.curriculum:
+        extra["curriculum.sha256"] = load_template(cfg.train.cf.curriculum).sha256
     return {**train, **extra, "model.name": cfg.model.name, "template.sha256": template.sha256,
             "data.hash": split.dataset_hash, "split.sha256": hashlib.sha256(split_path.read_bytes()).hexdigest(),
             "candidates.n": cfg.candidates.n, "split.history_len": cfg.split.history_len}
@@ -75,9 +77,10 @@ def training_prompt_budget(cfg: Config, model_path: str) -> int:
     tokens, capped by `rank.max_prompt_tokens`), so a long history is cut the same way in both."""
     from transformers import AutoConfig
 
+    from llmrec.models.adapters import virtual_tokens
+
     context = int(getattr(AutoConfig.from_pretrained(model_path), "max_position_embeddings", 2048))
-    context -= cfg.train.num_virtual_tokens if cfg.train.adapter == "prompt-tuning" else 0
-    return prompt_budget(cfg.rank.max_prompt_tokens, context)
+    return prompt_budget(cfg.rank.max_prompt_tokens, context - virtual_tokens(cfg.train))
 
 
 def resolved_targets(cfg: Config, template) -> str:
@@ -91,29 +94,30 @@ def check_cf(cfg: Config, template) -> None:
     """Collaborative-token settings must match the template before anything loads."""
     from llmrec.models import cf
 
-    t = cfg.train
-    if t.cf_residual and not t.cf_vectors:
-        raise ConfigError("train.cf_residual adds a baseline's scores: set train.cf_vectors to its run directory")
-    if t.cf_residual and template.style == "title":
-        raise ConfigError(f"train.cf_residual needs answer choices (letters or yesno style); {template.name} is title "
-                          "style")
-    if template.uses_cf and not t.cf_vectors:
-        raise ConfigError(f"{template.name} places collaborative vectors (| cf): set train.cf_vectors to a baseline "
-                          "run directory, e.g. train.cf_vectors=runs/ml-100k/baselines/sasrec--sampled-20.test")
-    if t.cf_vectors and not template.uses_cf and not t.cf_residual:
-        raise ConfigError(f"train.cf_vectors is set but {template.name} has no | cf slot; use a cf template "
-                          "(e.g. letters/candidates_cf_v1), set train.cf_residual, or drop train.cf_vectors")
-    if t.cf_vectors and not cf.vectors_path(t.cf_vectors).is_file():
-        raise ConfigError(f"train.cf_vectors: {cf.vectors_path(t.cf_vectors)} not found; `llmrec baseline` writes "
+    t, c = cfg.train, cfg.train.cf
+    choices = STYLES.entry(template.style).capabilities.get("choices", False)
+    if c.residual and not c.vectors:
+        raise ConfigError("train.cf.residual adds a baseline's scores: set train.cf.vectors to its run directory")
+    if c.residual and not choices:
+        raise ConfigError(f"train.cf.residual needs answer choices (letters or yesno style); {template.name} is "
+                          f"{template.style} style")
+    if template.uses_cf and not c.vectors:
+        raise ConfigError(f"{template.name} places collaborative vectors (| cf): set train.cf.vectors to a baseline "
+                          "run directory, e.g. train.cf.vectors=runs/ml-100k/baselines/sasrec--sampled-20.test")
+    if c.vectors and not template.uses_cf and not c.residual:
+        raise ConfigError(f"train.cf.vectors is set but {template.name} has no | cf slot; use a cf template "
+                          "(e.g. letters/candidates_cf_v1), set train.cf.residual, or drop train.cf.vectors")
+    if c.vectors and not cf.vectors_path(c.vectors).is_file():
+        raise ConfigError(f"train.cf.vectors: {cf.vectors_path(c.vectors)} not found; `llmrec baseline` writes "
                           "vectors.npz into the run directories of bpr, mf, als and sasrec")
-    if t.cf_vectors and t.merge:
+    if c.vectors and t.merge:
         raise ConfigError("train.merge cannot fold the collaborative-token projector into the weights; leave it off")
-    if t.cf_train == "projector" and not template.uses_cf:
-        raise ConfigError("train.cf_train=projector trains the projector of a | cf template only")
-    if t.curriculum:
-        twin = load_template(t.curriculum)
+    if c.train == "projector" and not template.uses_cf:
+        raise ConfigError("train.cf.train=projector trains the projector of a | cf template only")
+    if c.curriculum:
+        twin = load_template(c.curriculum)
         if not template.uses_cf or twin.uses_cf or twin.style != template.style:
-            raise ConfigError(f"train.curriculum={twin.name} ({twin.style} style) must be a text-only twin of the "
+            raise ConfigError(f"train.cf.curriculum={twin.name} ({twin.style} style) must be a text-only twin of the "
                               f"| cf template being trained ({template.name}, {template.style} style), e.g. "
                               "letters/candidates_v1 for letters/candidates_cf_v1")
 
@@ -140,7 +144,7 @@ def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_
                         else [])
                      + ([slots.source_sha256, slots.placeholder_id] if slots is not None else [])
                      + (["residual", slots.stage] if residual else [])
-                     + (["curriculum", load_template(t.curriculum).sha256] if t.curriculum else []))
+                     + (["curriculum", load_template(t.cf.curriculum).sha256] if t.cf.curriculum else []))
     cache = Path(cfg.out_dir) / "examples" / hashlib.sha256(key.encode()).hexdigest()[:16]
     if (cache / "train").is_dir() and (cache / "valid").is_dir():
         log(f"training examples from cache {cache}")
@@ -151,13 +155,13 @@ def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_
     if not examples:
         raise ConfigError(f"no training examples for {template.name}: every user has fewer than 2 training items")
     twins = None
-    if t.curriculum:  # the same targets, negatives and order (same seed), without the vectors
-        twins = build_examples(load_template(t.curriculum), tokenizer, ds, split, history_len=history_len,
+    if t.cf.curriculum:  # the same targets, negatives and order (same seed), without the vectors
+        twins = build_examples(load_template(t.cf.curriculum), tokenizer, ds, split, history_len=history_len,
                                n=cfg.candidates.n, prefixes_per_user=t.prefixes_per_user, max_users=t.max_users,
                                max_tokens=max_tokens, seed=t.seed, targets=targets, draws=t.draws)
         if [(e.user_id, e.shown, e.choices, e.choice) for e in twins] != [(e.user_id, e.shown, e.choices, e.choice)
                                                                     for e in examples]:
-            raise ConfigError(f"train.curriculum={t.curriculum}: its examples do not pair with {template.name}'s "
+            raise ConfigError(f"train.cf.curriculum={t.cf.curriculum}: its examples do not pair with {template.name}'s "
                               "(a different candidate count or answer?)")
     users = list(dict.fromkeys(e.user_id for e in examples))
     held = held_users or set(users[len(users) - max(1, len(users) // 20):])
@@ -165,8 +169,8 @@ def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_
         if not residual:
             return to_hf_dataset(rows, text=text)
         # the residual's offsets: the baseline's score of each answer choice (No: none)
-        offsets = [list(slots.z(e.user_id, list(e.shown))) if template.style == "letters"
-                   else [float(slots.z(e.user_id, [e.shown[0]])[0]), 0.0] for e in rows]
+        offsets = [list(slots.z(e.user_id, list(e.shown))) if len(e.choices) == len(e.shown)
+                   else [float(slots.z(e.user_id, [e.shown[0]])[0]), 0.0] for e in rows]  # yes/no: (Yes, No)
         return to_hf_dataset(rows, offsets, text=text)
 
     keep = [k for k, e in enumerate(examples) if e.user_id not in held]
@@ -178,16 +182,74 @@ def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_
     return train_ds, valid_ds
 
 
-def run(cfg: Config, log=print) -> TrainResult:
+def load_adapted(cfg: Config, tokenizer, path: str, targets: str, log=print):
+    """The model to train: base weights in fp32 on the CPU (moved to the device by the caller),
+    a fresh peft adapter (seeded) or `train.init_adapter`, and the collaborative projector of
+    `train.cf.vectors` (started from the init adapter's when it fits). Returns (model, slots)."""
     import torch
     from peft import get_peft_model
-    from transformers import AutoModelForCausalLM, set_seed
+    from transformers import set_seed
 
+    from llmrec.models.adapters import make_peft_config
+    from llmrec.models.load import load_model
+
+    t = cfg.train
+    if t.init_adapter:
+        set_seed(t.seed)  # seeded before peft builds (and then loads) the adapter's layers
+        model = load_model(cfg.model.name, t.init_adapter, device="cpu", dtype=torch.float32,
+                           trainable=t.cf.train == "both", collaborative=False)
+    else:
+        base = load_model(cfg.model.name, device="cpu", dtype=torch.float32)
+        set_seed(t.seed)  # the adapter's random init: the same command gives the same adapter
+        model = get_peft_model(base, make_peft_config(t, tokenizer_path=str(path)))
+    if not t.cf.vectors:
+        return model, None
+    from llmrec.models import cf
+
+    embedding = model.get_input_embeddings()
+    slots = cf.attach(model, cf.build_table(t.cf.vectors, embedding.num_embeddings, embedding.embedding_dim,
+                                            tokenizer, t.cf.hidden, t.cf.unknown_rate, t.cf.residual))
+    slots.set_stage("valid" if targets == "valid" else "test")
+    if t.init_adapter and cf.has_cf(t.init_adapter):  # e.g. CoLLM step 1's learned residual weight
+        init = cf.load_table(t.init_adapter)
+        if (init.source_sha256, init.proj_hidden, init.residual) == (slots.source_sha256, slots.proj_hidden,
+                                                                      slots.residual):
+            slots.projector.load_state_dict(init.projector.state_dict())
+            log(f"projector and residual weight start from {t.init_adapter}")
+        else:
+            log(f"{t.init_adapter} has a projector over other vectors or width: the projector starts fresh")
+    log(f"collaborative tokens: {slots.model_name} vectors from {slots.source} ({len(slots.user_index)} users, "
+        f"{len(slots.item_index)} items, {slots.d_in} -> {slots.proj_hidden} -> {slots.hidden_size})")
+    return model, slots
+
+
+def validator(cfg: Config, template, tokenizer, ds, queries: list, positives: dict, stage: str):
+    """Mean NDCG@10 of the validation item on the validation candidate lists, ranked by the very
+    scorer `llmrec rank` uses, on the model being trained."""
     from llmrec.backends.hf import HFBackend
     from llmrec.eval.metrics import expected_rank, user_metrics
-    from llmrec.models.adapters import make_peft_config
+    from llmrec.scoring.rank import LLMRanker
+
+    def validate(m) -> float:
+        was_training = m.training
+        backend = HFBackend(model_obj=m, device=str(next(m.parameters()).device))
+        ranker = LLMRanker(template, backend, tokenizer, ds, cfg.rank.scoring, cfg.rank.max_prompt_tokens,
+                           cfg.rank.seed, stage=stage)
+        total = 0.0
+        for k in range(0, len(queries), 4):
+            for s in ranker.score(queries[k:k + 4]):
+                total += user_metrics(expected_rank(s.scores, s.candidates.index(positives[s.user_id])))["NDCG@10"]
+        m.train(was_training)
+        return total / max(len(queries), 1)
+
+    return validate
+
+
+def run(cfg: Config, log=print) -> TrainResult:
+    from accelerate import PartialState
+
     from llmrec.models.load import load_tokenizer, pick_device, resolve_model
-    from llmrec.scoring.rank import LLMRanker, UserQuery
+    from llmrec.scoring.rank import UserQuery
     from llmrec.train.finetune import check_resumable, choice_loss, lm_loss, train
 
     template = load_template(cfg.train.template)
@@ -195,50 +257,22 @@ def run(cfg: Config, log=print) -> TrainResult:
     prepared = open_prepared(cfg, log)
     cfg, t = prepared.cfg, prepared.cfg.train
     out = default_out(cfg)
-    split_path = prepared.out_dir / "split.jsonl"
     split = prepared.split()
-    settings = checkpoint_settings(cfg, template, split, split_path)
+    settings = checkpoint_settings(cfg, template, split, prepared.out_dir / "split.jsonl")
     check_resumable(out, settings)  # before the files below would record settings a resume ignores
     out.mkdir(parents=True, exist_ok=True)
     (out / "llmrec.toml").write_text(dump_toml(cfg))
     (out / "template.json").write_text(json.dumps({"template": template.name, "sha256": template.sha256}))
+    log(f"train: {t.adapter} on {cfg.model.name} for {template.name} -> {out}")
 
     ds = prepared.dataset(log)
     tokenizer = load_tokenizer(cfg.model.name)
     history_len = t.history_len or cfg.split.history_len
     path = resolve_model(cfg.model.name)
     max_tokens = training_prompt_budget(cfg, path)
-    from accelerate import PartialState
-
-    device = pick_device(cfg.model.device)
-    base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    set_seed(t.seed)  # the adapter's random init: the same command gives the same adapter
-    if t.init_adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(base, t.init_adapter, is_trainable=t.cf_train == "both")
-    else:
-        model = get_peft_model(base, make_peft_config(t, tokenizer_path=str(path)))
     targets = resolved_targets(cfg, template)
-    slots = None
-    if t.cf_vectors:
-        from llmrec.models import cf
-
-        embedding = base.get_input_embeddings()
-        slots = cf.attach(model, cf.build_table(t.cf_vectors, embedding.num_embeddings, embedding.embedding_dim,
-                                                tokenizer, t.cf_hidden, t.cf_unknown_rate, t.cf_residual))
-        slots.set_stage("valid" if targets == "valid" else "test")
-        if t.init_adapter and cf.has_cf(t.init_adapter):  # e.g. CoLLM step 1's learned residual weight
-            init = cf.load_table(t.init_adapter)
-            if (init.source_sha256, init.proj_hidden, init.residual) == (slots.source_sha256, slots.proj_hidden,
-                                                                          slots.residual):
-                slots.projector.load_state_dict(init.projector.state_dict())
-                log(f"projector and residual weight start from {t.init_adapter}")
-            else:
-                log(f"{t.init_adapter} has a projector over other vectors or width: the projector starts fresh")
-        log(f"collaborative tokens: {slots.model_name} vectors from {slots.source} ({len(slots.user_index)} users, "
-            f"{len(slots.item_index)} items, {slots.d_in} -> {slots.proj_hidden} -> {slots.hidden_size})")
-    model = model.to(device)
+    model, slots = load_adapted(cfg, tokenizer, path, targets, log)
+    model = model.to(pick_device(cfg.model.device))
 
     _, vcands = prepared.candidates(t.valid_candidates)
     queries = [UserQuery(c.user_id, split[c.user_id].events(ds, vcands.stage, history_len), list(c.candidates))
@@ -251,42 +285,38 @@ def run(cfg: Config, log=print) -> TrainResult:
                                              slots, held)
     log(f"{len(train_ds)} training examples, {len(valid_ds)} for the validation loss ({template.name}, "
         f"{targets} targets)")
-
-    def validate(m) -> float:
-        """Mean NDCG@10 of the validation item on the validation candidate lists."""
-        was_training = m.training
-        backend = HFBackend(model_obj=m, device=str(next(m.parameters()).device))
-        ranker = LLMRanker(template, backend, tokenizer, ds, cfg.rank.scoring, cfg.rank.max_prompt_tokens, cfg.rank.seed)
-        total = 0.0
-        for k in range(0, len(queries), 4):
-            for s in ranker.score(queries[k:k + 4]):
-                total += user_metrics(expected_rank(s.scores, s.candidates.index(positives[s.user_id])))["NDCG@10"]
-        m.train(was_training)
-        return total / max(len(queries), 1)
-
+    validate = validator(cfg, template, tokenizer, ds, queries, positives, "valid" if targets == "valid" else "test")
     groups = None
     if slots is not None:
         projector = list(slots.parameters())
         others = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in projector)]
         groups = [{"params": others, "lr": t.learning_rate}] if others else []
-        groups.append({"params": projector, "lr": t.cf_learning_rate})
+        groups.append({"params": projector, "lr": t.cf.learning_rate})
     started = time.time()
     state = train(model, train_ds, valid_ds, out=out, pad_id=tokenizer.pad_token_id or 0, batch_size=t.batch_size,
                   gradient_accumulation=t.gradient_accumulation, learning_rate=t.learning_rate, epochs=t.epochs,
                   max_steps=t.max_steps, warmup_ratio=t.warmup_ratio, scheduler=t.scheduler,
                   eval_every=t.eval_every, patience=t.patience, seed=t.seed, validate=validate, log=log,
-                  settings=settings, param_groups=groups, curriculum=bool(t.curriculum),
+                  settings=settings, param_groups=groups, curriculum=bool(t.cf.curriculum),
                   loss_fn=choice_loss(slots.projector.alpha) if slots is not None and slots.residual else lm_loss)
     seconds = time.time() - started
     best = out / "best"
     if t.merge and t.adapter == "lora":
-        from peft import PeftModel
-
-        merged = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(path), best).merge_and_unload()
-        merged.save_pretrained(out / "merged")
-        tokenizer.save_pretrained(out / "merged")
-        log(f"merged model: {out / 'merged'}")
+        merge(cfg, best, out, tokenizer, log)
     elif t.merge:
         log("train.merge: only LoRA adapters merge into the weights; prompt-tuning keeps its adapter folder")
     log(f"best validation NDCG@10 {state.best_ndcg:.4f} at step {state.best_step}; adapter: {best}")
     return TrainResult(best, state.best_ndcg, state.best_step, state.curve, seconds, len(train_ds))
+
+
+def merge(cfg: Config, best: Path, out: Path, tokenizer, log=print) -> None:
+    """The best LoRA folded into the base weights: a plain transformers folder (`train.merge`)."""
+    import torch
+
+    from llmrec.models.load import load_model
+
+    merged = load_model(cfg.model.name, str(best), device="cpu", dtype=torch.float32,
+                        collaborative=False).merge_and_unload()
+    merged.save_pretrained(out / "merged")
+    tokenizer.save_pretrained(out / "merged")
+    log(f"merged model: {out / 'merged'}")

@@ -189,6 +189,48 @@ def save_checkpoint(ckpt: Path, model, opt, sched, state: TrainState, settings: 
     shutil.rmtree(old, ignore_errors=True)
 
 
+def resume(ckpt: Path, accelerator, model, opt, sched, settings: dict | None, log=print) -> TrainState:
+    """The checkpoint's adapter, optimizer and scheduler state loaded in place; its training state."""
+    if settings is not None:
+        check_resumable(ckpt.parent, settings)
+    load_adapter_weights(accelerator.unwrap_model(model), ckpt / "adapter", str(accelerator.device))
+    saved = torch.load(ckpt / "optim.pt", map_location=accelerator.device, weights_only=False)
+    opt.load_state_dict(saved["optimizer"])
+    sched.load_state_dict(saved["scheduler"])
+    state = TrainState.load(ckpt / "state.json")
+    log(f"resuming from step {state.step} (best NDCG@10 {state.best_ndcg:.4f} at step {state.best_step})")
+    return state
+
+
+def evaluator(model, valid_loader, accelerator, loss_fn, validate: Callable[[object], float], state: TrainState,
+              out: Path, opt, sched, settings: dict | None, patience: int, log=print) -> Callable[[float | None], bool]:
+    """`evaluate(train_loss)`: validate, checkpoint, keep the best adapter in `out/best`; True when
+    patience is exhausted. Only the main process writes."""
+
+    def evaluate(train_loss: float | None) -> bool:
+        v_loss = mean_loss(model, valid_loader, accelerator, loss_fn)
+        ndcg = validate(accelerator.unwrap_model(model))
+        state.curve.append({"step": state.step, "train_loss": None if train_loss is None else round(train_loss, 5),
+                            "valid_loss": round(v_loss, 5), "valid_ndcg10": round(ndcg, 5)})
+        if ndcg > state.best_ndcg:
+            state.best_ndcg, state.best_step, state.bad_evals = ndcg, state.step, 0
+            if accelerator.is_main_process:
+                save_adapter(accelerator.unwrap_model(model), out / "best")
+                for name in ("llmrec.toml", "template.json"):  # the run's config and template travel along
+                    if (out / name).is_file():
+                        shutil.copyfile(out / name, out / "best" / name)
+        else:
+            state.bad_evals += 1
+        if accelerator.is_main_process:
+            save_checkpoint(out / "checkpoint", accelerator.unwrap_model(model), opt, sched, state, settings)
+        accelerator.wait_for_everyone()
+        shown = "-" if train_loss is None else f"{train_loss:.4f}"
+        log(f"step {state.step}: train loss {shown}, valid loss {v_loss:.4f}, valid NDCG@10 {ndcg:.4f}")
+        return state.bad_evals >= patience
+
+    return evaluate
+
+
 def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int, gradient_accumulation: int,
           learning_rate: float, epochs: int, max_steps: int, warmup_ratio: float, scheduler: str,
           eval_every: int, patience: int, seed: int, validate: Callable[[object], float], log=print,
@@ -209,8 +251,6 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
     set_seed(seed)
     accelerator = Accelerator(gradient_accumulation_steps=gradient_accumulation,
                               mixed_precision="bf16" if torch.cuda.is_available() else "no")
-
-
     if curriculum and "text_input_ids" not in train_ds.column_names:
         raise ConfigError("a curriculum needs the text-only twin's examples (text_input_ids)")
     steps_per_epoch = math.ceil(math.ceil(len(train_ds) / batch_size) / gradient_accumulation)
@@ -229,38 +269,10 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
     model, opt, valid_loader, sched = accelerator.prepare(model, opt, valid_loader, sched)
 
     ckpt = out / "checkpoint"
-    state = TrainState()
-    if (ckpt / "state.json").is_file():
-        if settings is not None:
-            check_resumable(out, settings)
-        load_adapter_weights(accelerator.unwrap_model(model), ckpt / "adapter", str(accelerator.device))
-        saved = torch.load(ckpt / "optim.pt", map_location=accelerator.device, weights_only=False)
-        opt.load_state_dict(saved["optimizer"])
-        sched.load_state_dict(saved["scheduler"])
-        state = TrainState.load(ckpt / "state.json")
-        log(f"resuming from step {state.step} (best NDCG@10 {state.best_ndcg:.4f} at step {state.best_step})")
-
-    def evaluate(train_loss: float | None) -> bool:
-        """Validate, checkpoint, keep the best adapter; True when patience is exhausted."""
-        v_loss = mean_loss(model, valid_loader, accelerator, loss_fn)
-        ndcg = validate(accelerator.unwrap_model(model))
-        state.curve.append({"step": state.step, "train_loss": None if train_loss is None else round(train_loss, 5),
-                            "valid_loss": round(v_loss, 5), "valid_ndcg10": round(ndcg, 5)})
-        if ndcg > state.best_ndcg:
-            state.best_ndcg, state.best_step, state.bad_evals = ndcg, state.step, 0
-            if accelerator.is_main_process:
-                save_adapter(accelerator.unwrap_model(model), out / "best")
-                for name in ("llmrec.toml", "template.json"):  # the run's config and template travel along
-                    if (out / name).is_file():
-                        shutil.copyfile(out / name, out / "best" / name)
-        else:
-            state.bad_evals += 1
-        if accelerator.is_main_process:
-            save_checkpoint(ckpt, accelerator.unwrap_model(model), opt, sched, state, settings)
-        accelerator.wait_for_everyone()
-        shown = "-" if train_loss is None else f"{train_loss:.4f}"
-        log(f"step {state.step}: train loss {shown}, valid loss {v_loss:.4f}, valid NDCG@10 {ndcg:.4f}")
-        return state.bad_evals >= patience
+    state = resume(ckpt, accelerator, model, opt, sched, settings, log) if (ckpt / "state.json").is_file() \
+        else TrainState()
+    evaluate = evaluator(model, valid_loader, accelerator, loss_fn, validate, state, out, opt, sched, settings,
+                         patience, log)
 
     if state.step == 0:
         evaluate(None)  # the zero-shot starting point (no training loss yet) of the learning curve
