@@ -35,10 +35,10 @@ import numpy as np
 
 from llmrec.chat.constraints import Constraints, merge, parse_rules
 from llmrec.chat.engine import ChatEngine, Understood
-from llmrec.chat.generate import Request
 from llmrec.chat.store import State
 from llmrec.data.dataset import Item
-from llmrec.serve.service import STAGE
+from llmrec.models.generate import Request
+from llmrec.service.ranking import STAGE
 
 SYSTEMS = ("baseline", "retrieval", "llm")
 

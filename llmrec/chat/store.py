@@ -6,7 +6,8 @@ turn: the text, the constraints understood and by what, the reply), `recommendat
 a turn showed, with score and reason) and `feedback` (like / dislike per item and turn). A turn,
 its recommendations, its feedback and the new session state are written in one transaction, and
 `(session_id, turn)` is the turns table's primary key: a turn is stored once or not at all.
-The database runs in WAL mode so readers (GET a session) do not wait for a writing turn.
+The database runs in WAL mode so readers (GET a session) do not wait for a writing turn. A file
+that SQLite cannot open as a database is a `DataError` naming it, not a traceback.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from llmrec.errors import DataError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -87,10 +90,14 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.lock = threading.Lock()
-        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(SCHEMA)
+        try:  # sqlite3 opens lazily: a file that is not a database fails at the first statement
+            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as e:  # OperationalError (a folder, no permission) included
+            raise DataError(f"{self.path}: cannot open it as a SQLite database of chat sessions ({e}); "
+                            "give chat.db (--db) a new file or one written by llmrec") from None
 
     def close(self) -> None:
         with self.lock:

@@ -1,14 +1,13 @@
-"""Online serving: the batch ranking job as an HTTP API (`llmrec serve`).
+"""`llmrec serve`: the HTTP front-end of the ranking service and the chat loop.
 
-    schemas.py    request / response bodies, `RequestError`
-    batching.py   `BatchQueue`: concurrent requests scored together by one model instance
-    retrieval.py  the first stage of /v1/recommend (popularity or a baseline run's vectors)
-    service.py    `Service`: the ranker built as `llmrec rank` builds it, requests -> `UserQuery`
-    routes.py     /health, /v1/rank, /v1/recommend
-    app.py        `create_app(service, routers)`, request limits, one-line 4xx errors, `serve(cfg)`
+    app.py          `create_app(service, routers)`, request limits, Host check, API docs switch, one-line errors,
+                    `serve(cfg)`
+    routes.py       /health, /v1/rank, /v1/recommend
+    chat_routes.py  the chat session API and the chat page
+    static/         the chat page (one HTML file)
 
-A new set of endpoints (chat sessions, say) is its own module with its own `APIRouter`: its routes
-read the `Service` with `routes.service_of(request)` and score through `service.rank_query` (the
-same batch queue), and it is mounted with `create_app(service, routers=[...])` / `serve(cfg,
-routers=[...])`. FastAPI and uvicorn are imported only by this package.
+The service itself (ranker, batch queue, retrieval, request schemas) lives in `llmrec.service`,
+the conversational loop in `llmrec.chat`; this package adds HTTP only. A new set of endpoints is
+its own module with its own `APIRouter`, mounted with `create_app(service, routers=[...])`.
+FastAPI and uvicorn are imported only by this package.
 """

@@ -7,7 +7,10 @@
 
 `feedback` is a list of `{"item_id", "value": "like" | "dislike"}`; the text may also carry it
 ("like 2", "more like 1"). Sessions live in SQLite (`chat.db`), so a restarted server continues
-them. Errors are the service's one-line 4xx bodies naming the field.
+them. Errors are the service's one-line 4xx bodies naming the field; values are strictly typed
+(`"text": 5` is refused, not converted). A turn whose client disconnects before the answer is
+cancelled (`unless_gone`): its queued queries are not scored and, unless it was already being
+saved, it is not stored.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmrec.chat.store import State, Turn
-from llmrec.serve.schemas import ItemId
+from llmrec.serve.routes import unless_gone
+from llmrec.service.schemas import ItemId
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class SessionRequest(_Strict):
@@ -130,7 +134,7 @@ async def create_session(body: SessionRequest, request: Request) -> SessionCreat
 async def post_turn(session_id: str, body: TurnRequest, request: Request) -> TurnOut:
     """One round: feedback applied, the text understood, items recommended with a reason each."""
     engine = _engine(request)
-    t = await engine.turn(session_id, body.text, [(f.item_id, f.value) for f in body.feedback])
+    t = await unless_gone(request, engine.turn(session_id, body.text, [(f.item_id, f.value) for f in body.feedback]))
     return _turn_out(engine, t)
 
 

@@ -1,10 +1,11 @@
-"""The ranking service behind the HTTP routes: one loaded ranker, its data, a retriever, a batch queue.
+"""The ranking service: one loaded ranker, its data, a retriever, a batch queue (no HTTP).
 
 The ranker is built from the config exactly as `llmrec rank` builds it (template, model, adapter,
 backend, scoring, prompt budget, seed; data settings from the prepared folder), so a served score
 equals the batch job's score for the same user, history and candidates. Requests become the
-batch job's `UserQuery`: history entries are checked and cut to the last `split.history_len`
-items like a `rank.input` line. Routes (and later modules, e.g. chat sessions) call `rank_query`
+batch job's `UserQuery`: history entries are checked (known ids, finite ratings, timestamps a
+date can be made of: `timestamp_problem`) and cut to the last `split.history_len` items like a
+`rank.input` line. Routes (and later modules, e.g. chat sessions) call `rank_query`
 and `recommend` and never touch the model directly.
 """
 
@@ -13,39 +14,24 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from llmrec.config import Config
-from llmrec.data.dataset import Dataset, Interaction
+from llmrec.data.dataset import Dataset, Interaction, timestamp_problem
 from llmrec.data.prepared import open_prepared
 from llmrec.data.queries import UserQuery
 from llmrec.data.split import Split
-from llmrec.errors import ConfigError
+from llmrec.errors import RequestError
 from llmrec.models.adapters import adapter_sha256
 from llmrec.prompts.render import Template, load_template
+from llmrec.scoring.build import build_ranker, check_adapter
 from llmrec.scoring.rank import LLMRanker, Scored
-from llmrec.serve import schemas
-from llmrec.serve.batching import BatchQueue
-from llmrec.serve.retrieval import Retriever, make_retriever
-from llmrec.serve.schemas import RequestError
+from llmrec.service import schemas
+from llmrec.service.batching import BatchQueue
+from llmrec.service.retrieval import Retriever, make_retriever
 
 STAGE = "test"  # a served user's next item: the history is everything before the held-out test item
-
-
-def build_ranker(cfg: Config, template: Template, dataset: Dataset, backend=None) -> LLMRanker:
-    """The ranker `llmrec rank` builds for `cfg` (see `rank_users` in llmrec/recipes/rank.py),
-    on `backend` if one is given (tests share a loaded model)."""
-    from llmrec.backends import backend_from_config
-    from llmrec.models.load import load_tokenizer
-
-    if backend is None:
-        backend = backend_from_config(cfg)
-    if getattr(backend, "slots", None) is not None:
-        backend.slots.set_stage(STAGE)
-    return LLMRanker(template, backend, load_tokenizer(cfg.model.name), dataset, cfg.rank.scoring,
-                     cfg.rank.max_prompt_tokens, cfg.rank.seed)
 
 
 @dataclass
@@ -57,27 +43,22 @@ class Service:
     split: Split
     retriever: Retriever
     adapter_sha256: str = ""
-    owns_backend: bool = True  # closed with the service (a backend handed in by the caller is not)
     queue: BatchQueue[UserQuery, Scored] | None = field(default=None, repr=False)
 
     @classmethod
     def from_config(cls, cfg: Config, log=print, backend=None) -> Service:
-        """Load everything before the server binds its port: a bad setting fails at start, not per request."""
+        """Load everything before the server binds its port: a bad setting fails at start, not per
+        request. `backend`: an already loaded one to share (the caller keeps and closes it)."""
         template = load_template(cfg.rank.template)
-        if cfg.model.adapter and not (Path(cfg.model.adapter) / "adapter_config.json").is_file():
-            raise ConfigError(f"model.adapter: {cfg.model.adapter} is not a peft adapter folder (no "
-                              "adapter_config.json); `llmrec train` writes one to <train.out>/best")
-        if template.uses_cf and not (cfg.model.adapter and (Path(cfg.model.adapter) / "cf.json").is_file()):
-            raise ConfigError(f"{template.name} places collaborative vectors (| cf): serve it with model.adapter "
-                              "set to an adapter trained on it")
+        check_adapter(cfg, template, log)
         prepared = open_prepared(cfg, log)
         cfg = prepared.cfg
         dataset = prepared.dataset(log)
         split = prepared.split()
         retriever = make_retriever(cfg.serve.retriever, split, dataset)
-        ranker = build_ranker(cfg, template, dataset, backend)
+        ranker = build_ranker(cfg, template, dataset, STAGE, backend)
         sha = adapter_sha256(cfg.model.adapter) if cfg.model.adapter else ""
-        return cls(cfg, template, ranker, dataset, split, retriever, sha, owns_backend=backend is None)
+        return cls(cfg, template, ranker, dataset, split, retriever, sha)
 
     # -- lifecycle (inside the server's event loop) --------------------------------------------
     def start(self) -> None:
@@ -87,8 +68,7 @@ class Service:
     async def close(self) -> None:
         if self.queue is not None:
             await self.queue.close()
-        if self.owns_backend:
-            self.ranker.backend.close()
+        self.ranker.close()  # closes the backend only if the ranker built it
 
     # -- requests -> queries -------------------------------------------------------------------
     def _history(self, user_id: str | None, history: list | None) -> tuple[list[Interaction], list[str]]:
@@ -111,10 +91,11 @@ class Service:
             h = h if isinstance(h, schemas.HistoryItem) else schemas.HistoryItem(item_id=h)
             if h.item_id not in self.dataset.items:
                 raise RequestError(422, f"history[{k}]", f"unknown item id {h.item_id!r}")
-            for key in ("rating", "timestamp"):
-                value = getattr(h, key)
-                if value is not None and not math.isfinite(value):
-                    raise RequestError(422, f"history[{k}].{key}", f"expected a finite number, got {value}")
+            if h.rating is not None and not math.isfinite(h.rating):
+                raise RequestError(422, f"history[{k}].rating", f"expected a finite number, got {h.rating}")
+            # a millisecond timestamp is finite but names no date: the prompt could not show it
+            if h.timestamp is not None and (problem := timestamp_problem(h.timestamp)):
+                raise RequestError(422, f"history[{k}].timestamp", problem)
             seen.append(h.item_id)
             events.append(Interaction(self.dataset.items[h.item_id], math.nan if h.rating is None else h.rating,
                                       math.nan if h.timestamp is None else h.timestamp))

@@ -2,8 +2,11 @@
 
 Item and user ids are strings (JSON integers are accepted and read as their decimal text, as in
 `rank.input` files). A history entry is an id or `{"item_id", "rating"?, "timestamp"?}`, oldest
-first. Unknown keys are refused, so a misspelt field is an error rather than silently ignored.
-Size bounds depend on the config (`serve.*`) and are checked after parsing (`llmrec/serve/service.py`).
+first. Unknown keys are refused, so a misspelt field is an error rather than silently ignored, and
+values are strictly typed: `"k": "3"`, `"k": true` or `"rating": "5"` are refused, never converted
+(an integer is still a valid float).
+Size bounds depend on the config (`serve.*`) and are checked after parsing (`llmrec/service/ranking.py`).
+A refused request raises `llmrec.errors.RequestError`.
 """
 
 from __future__ import annotations
@@ -21,18 +24,8 @@ def _id_text(value: object) -> object:
 ItemId = Annotated[str, BeforeValidator(_id_text), Field(min_length=1, max_length=200)]
 
 
-class RequestError(Exception):
-    """A request the service refuses: HTTP `status`, the `field` at fault (JSON path) and why."""
-
-    def __init__(self, status: int, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.status = status
-        self.field = field
-        self.message = message
-
-
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class HistoryItem(_Strict):

@@ -18,7 +18,7 @@ def chat_config(prepared, *extra: str):
 
 @pytest.fixture(scope="session")
 def chat_service(prepared, hf_backend):
-    from llmrec.serve.service import Service
+    from llmrec.service.ranking import Service
 
     return Service.from_config(chat_config(prepared), log=lambda *_: None, backend=hf_backend)
 

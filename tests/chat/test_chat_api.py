@@ -1,6 +1,8 @@
 """The chat API for real: SmolLM2 behind uvicorn on 127.0.0.1, called with httpx; sessions in SQLite."""
 
+import asyncio
 import sqlite3
+import uuid
 
 import httpx
 import pytest
@@ -78,11 +80,40 @@ def test_errors_name_the_field(client):
          "feedback[0].value"),
         ("post", f"/v1/chat/sessions/{sid}/turns", {"feedback": [{"item_id": "99999", "value": "like"}]}, 422,
          "feedback[0].item_id"),
+        # strict types: never converted
+        ("post", f"/v1/chat/sessions/{sid}/turns", {"text": 5}, 422, "text"),
+        ("post", "/v1/chat/sessions", {"user_id": True}, 422, "user_id"),
+        ("post", f"/v1/chat/sessions/{sid}/turns", {"feedback": [{"item_id": False, "value": "like"}]}, 422,
+         "feedback[0].item_id"),
+        ("put", f"/v1/chat/sessions/{sid}/turns", {"text": "a comedy"}, 405, "method"),
     ]
     for method, path, body, status, field in cases:
         r = client.request(method.upper(), path, json=body)
         assert (r.status_code, r.json()["field"]) == (status, field), (path, body, r.text)
         assert r.json()["error"].startswith(field + ":")
+
+
+def test_unknown_session_ids_keep_no_lock(client, server):
+    """Turns to random session ids are refused without leaving a lock behind; the turns of one real
+    session still run one after another (numbered 1, 2, both stored) and then leave none either."""
+    _, engine, db = server
+    for _ in range(60):
+        r = client.post(f"/v1/chat/sessions/{uuid.uuid4().hex}/turns", json={"text": "a comedy"})
+        assert (r.status_code, r.json()["field"]) == (404, "session_id")
+    assert engine.locks == {} and not engine._lock_users
+    sid = client.post("/v1/chat/sessions", json={}).json()["session_id"]
+
+    async def two_at_once():
+        async with httpx.AsyncClient(base_url=str(client.base_url), timeout=300) as ac:
+            url = f"/v1/chat/sessions/{sid}/turns"
+            return await asyncio.gather(ac.post(url, json={"text": "a comedy"}), ac.post(url, json={"text": "a drama"}))
+
+    responses = asyncio.run(two_at_once())
+    assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+    assert sorted(r.json()["turn"] for r in responses) == [1, 2]
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT turn FROM turns WHERE session_id = ? ORDER BY turn", (sid,)).fetchall() == [(1,), (2,)]
+    assert engine.locks == {} and not engine._lock_users
 
 
 def test_page_is_served(client):

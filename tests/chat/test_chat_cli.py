@@ -23,3 +23,23 @@ def test_terminal_chat(prepared, tmp_path):
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT user_id FROM sessions").fetchall() == [("5",)]
         assert [t for (t,) in con.execute("SELECT turn FROM turns ORDER BY turn")] == [1, 2]
+
+
+@pytest.mark.parametrize("flag, words", [
+    ("--db", "cannot open it as a SQLite database of chat sessions (file is not a database)"),
+    ("--session", "session_id: unknown session 'no-such-session'"),
+])
+def test_chat_errors_are_one_line(prepared, tmp_path, capsys, flag, words):
+    """A --db that is not SQLite and an unknown --session: `llmrec: error: ...` and code 2, no traceback."""
+    from llmrec import cli
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database, just text " * 20)
+    args = ["--db", str(notes)] if flag == "--db" else ["--db", str(tmp_path / "chat.sqlite"), "--session",
+                                                         "no-such-session"]
+    assert cli.main(["chat", *args, f"out_dir={prepared.out_dir}", "chat.understand=rules", "chat.reply=facts"]) == 2
+    err = capsys.readouterr().err  # the model's loading notes, then the error
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("llmrec: error: ") and words in last and "Traceback" not in err, err
+    if flag == "--db":
+        assert last.startswith(f"llmrec: error: {notes}: ")

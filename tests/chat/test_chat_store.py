@@ -6,6 +6,7 @@ import sqlite3
 import pytest
 
 from llmrec.chat.store import Recommended, State, Store, Turn
+from llmrec.errors import DataError
 
 
 def turn(n: int, items=("1", "2")) -> Turn:
@@ -42,3 +43,13 @@ def test_a_turn_is_stored_once(tmp_path):
         store.save_turn(sid, state, turn(1, items=("3",)))
     # the failed turn left nothing behind: same items, same state
     assert [r.item_id for r in store.turns(sid)[0].items] == ["1", "2"] and store.state(sid).turns == 1
+
+
+def test_a_file_that_is_not_sqlite_is_a_data_error(tmp_path):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a database, just text " * 20)
+    with pytest.raises(DataError, match=r"notes.txt: cannot open it as a SQLite database .*file is not a database"):
+        Store(notes)
+    with pytest.raises(DataError, match=r"unable to open database file"):
+        Store(tmp_path)  # a folder
+    assert notes.read_text().startswith("not a database")  # left as it was

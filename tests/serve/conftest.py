@@ -49,7 +49,7 @@ def serve_cfg(prepared):
 
 @pytest.fixture(scope="session")
 def service(serve_cfg, hf_backend):
-    from llmrec.serve.service import Service
+    from llmrec.service.ranking import Service
 
     return Service.from_config(serve_cfg, log=lambda *_: None, backend=hf_backend)
 

@@ -150,12 +150,58 @@ def test_recommend_reranks_the_retrievers_list_without_history_items(client, ser
     ({"history": ["1"], "candidates": ["1"], "candidate": ["2"]}, 422, "candidate", "Extra inputs"),
     ({"history": ["1"]}, 422, "candidates", "Field required"),
     ([1, 2], 422, "body", "valid dictionary"),
+    # a finite timestamp must still name a date (1e12 is in milliseconds): refused, not a 500
+    ({"history": ["1", {"item_id": "2", "timestamp": 1e12}], "candidates": ["1"]}, 422, "history[1].timestamp",
+     "1e+12 is outside the dates a timestamp can name"),
+    ({"history": [{"item_id": "2", "timestamp": -1e15}], "candidates": ["1"]}, 422, "history[0].timestamp",
+     "-1e+15 is outside the dates"),
+    # strict types: never converted
+    ({"history": [{"item_id": "2", "rating": "5"}], "candidates": ["1"]}, 422, "history[0].rating",
+     "valid number, got '5'"),
+    ({"history": [{"item_id": "2", "timestamp": "881250949"}], "candidates": ["1"]}, 422, "history[0].timestamp",
+     "valid number"),
+    ({"history": [True], "candidates": ["1"]}, 422, "history[0]", "valid string, got True"),
+    ({"history": ["1"], "candidates": [False]}, 422, "candidates[0]", "valid string"),
 ])
 def test_rank_errors_name_the_field(client, payload, status, field, words):
     r = client.post("/v1/rank", json=payload)
     assert r.status_code == status, r.text
     body = r.json()
     assert body["field"] == field and body["error"].startswith(f"{field}: ") and words in body["error"], body
+
+
+def test_a_timestamp_in_seconds_and_an_integer_rating_are_fine(client):
+    history = [{"item_id": "2", "rating": 5, "timestamp": 881250949}, {"item_id": "7", "rating": 3.5}]
+    r = client.post("/v1/rank", json={"history": history, "candidates": ["1", "50"]})
+    assert r.status_code == 200 and sorted(r.json()["ranking"]) == ["1", "50"], r.text
+
+
+@pytest.mark.parametrize("k, words", [(True, "valid integer, got True"), ("3", "valid integer, got '3'"),
+                                      (3.0, "valid integer, got 3.0"), (0, "greater than or equal to 1")])
+def test_recommend_k_is_strictly_an_integer(client, k, words):
+    r = client.post("/v1/recommend", json={"user_id": "1", "k": k})
+    body = r.json()
+    assert (r.status_code, body["field"]) == (422, "k") and words in body["error"], body
+
+
+def test_default_error_bodies_are_one_line(client):
+    """Starlette's refusals, which FastAPI answers with {"detail": ...}, in the one-line form."""
+    for r, status, field in [(client.get("/v1/nope"), 404, "path"), (client.get("/v1/rank"), 405, "method"),
+                             (client.post("/v1/rank", content=b'{"candidates": ["\xff"]}',
+                                          headers={"content-type": "application/json"}), 400, "body")]:
+        assert r.status_code == status and set(r.json()) == {"error", "field"} and r.json()["field"] == field, r.text
+
+
+def test_a_foreign_host_header_is_refused(client):
+    """DNS rebinding: a page whose name resolves to 127.0.0.1 sends that name as Host."""
+    for path in ("/health", "/v1/nope"):
+        r = client.get(path, headers={"host": "evil.example"})
+        assert r.status_code == 400 and r.json()["field"] == "Host", r.text
+        assert r.json()["error"].startswith("Host: 'evil.example' is not this server's address")
+    r = client.post("/v1/rank", json={"history": ["1"], "candidates": ["1"]}, headers={"host": "evil.example:80"})
+    assert r.status_code == 400 and r.json()["field"] == "Host"
+    assert client.get("/health", headers={"host": "localhost"}).json()["status"] == "ok"
+    assert client.get("/docs").status_code == 404 and client.get("/openapi.json").status_code == 404
 
 
 def test_recommend_errors_name_the_field(client):

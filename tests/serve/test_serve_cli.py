@@ -43,7 +43,7 @@ def test_llmrec_serve_answers_on_loopback_and_stops_on_ctrl_c(prepared):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     args = [sys.executable, "-m", "llmrec.cli", "serve", "--config", str(Path(prepared.out_dir) / "config.toml"),
-            "--port", str(port)]
+            "--port", str(port), "--show-config"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 300
@@ -62,4 +62,4 @@ def test_llmrec_serve_answers_on_loopback_and_stops_on_ctrl_c(prepared):
         proc.send_signal(signal.SIGINT)
         out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 0, out
-    assert f"at http://127.0.0.1:{port}" in out and "[serve]" in out  # the resolved config is printed
+    assert f"at http://127.0.0.1:{port}" in out and "[serve]" in out  # --show-config: the resolved config

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from llmrec.serve.batching import BatchQueue, QueueFull
+from llmrec.service.batching import BatchQueue, QueueFull
 
 
 class SlowScorer:

@@ -8,7 +8,7 @@ import pytest
 from llmrec.baselines.vectors import Vectors
 from llmrec.data.split import train_item_counts
 from llmrec.errors import ConfigError
-from llmrec.serve.retrieval import PopularityRetriever, VectorsRetriever, make_retriever
+from llmrec.service.retrieval import PopularityRetriever, VectorsRetriever, make_retriever
 
 
 def test_popularity_is_training_counts_without_the_history(ml100k, ml100k_split):
