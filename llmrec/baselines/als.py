@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from llmrec.baselines import TrainData, full_valid_ndcg10
+from llmrec.baselines.training import EpochBar
 from llmrec.baselines.vectors import Vectors
 from llmrec.errors import ConfigError
 
@@ -47,6 +48,7 @@ class ALS:
                                         alpha=self.alpha, iterations=self.epochs, random_state=self.seed,
                                         calculate_training_loss=False)
         best, bad = -1.0, 0
+        bar = EpochBar(self.name, self.epochs)
 
         def after_iteration(iteration: int, *_) -> None:
             nonlocal best, bad
@@ -58,13 +60,15 @@ class ALS:
                 self._best = (model.user_factors.copy(), model.item_factors.copy())
             else:
                 bad += 1
-                if bad >= self.patience:
-                    raise _Stop
+            bar.update(ndcg, best)
+            if bad >= self.patience:
+                raise _Stop
 
-        try:
-            model.fit(data.binary.astype(np.float32), show_progress=False, callback=after_iteration)
-        except _Stop:
-            pass
+        with bar:
+            try:
+                model.fit(data.binary.astype(np.float32), show_progress=False, callback=after_iteration)
+            except _Stop:
+                pass
         self.user_factors, self.item_factors = self._best
         return self
 

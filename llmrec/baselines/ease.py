@@ -20,7 +20,7 @@ class EASE:
 
     def __init__(self, weight_decay: float = 100.0) -> None:
         if weight_decay <= 0:
-            raise ConfigError(f"ease: baseline.weight_decay (lambda) must be > 0; got {weight_decay}")
+            raise ConfigError(f"ease: baseline.ease.weight_decay (lambda) must be > 0; got {weight_decay}")
         self.weight_decay = weight_decay
         self.B: np.ndarray | None = None
         self.data: TrainData | None = None

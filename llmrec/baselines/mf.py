@@ -36,12 +36,11 @@ class _Factors(torch.nn.Module):
 
 class _MF:
     def __init__(self, embedding_size: int, epochs: int, learning_rate: float, weight_decay: float,
-                 batch_size: int, patience: int, seed: int, verbose: bool) -> None:
+                 batch_size: int, patience: int, seed: int) -> None:
         if embedding_size < 1 or epochs < 1 or batch_size < 1 or learning_rate <= 0:
             raise ConfigError("mf/bpr: embedding_size, epochs, batch_size must be >= 1 and learning_rate > 0")
         self.embedding_size, self.epochs, self.learning_rate = embedding_size, epochs, learning_rate
         self.weight_decay, self.batch_size, self.patience, self.seed = weight_decay, batch_size, patience, seed
-        self.verbose = verbose
         self.history: list[float] = []  # validation NDCG@10 per epoch
         self.best_epoch = 0
         self.net: _Factors | None = None
@@ -52,7 +51,7 @@ class _MF:
         with seeded(self.seed):
             self.net = _Factors(len(data.users), len(data.items), self.embedding_size)
             fit_early_stopped(self, data, self.net, epoch_losses, epochs=self.epochs, learning_rate=self.learning_rate,
-                              patience=self.patience, seed=self.seed, verbose=self.verbose)
+                              patience=self.patience, seed=self.seed)
 
     def score_all(self, users: np.ndarray, stage: str = "test") -> np.ndarray:
         n = self.net
@@ -73,9 +72,8 @@ class BiasedMF(_MF):
     name = "mf"
 
     def __init__(self, embedding_size: int = 64, epochs: int = 100, learning_rate: float = 0.03,
-                 weight_decay: float = 1e-5, batch_size: int = 16384, patience: int = 5, seed: int = 0,
-                 verbose: bool = False) -> None:
-        super().__init__(embedding_size, epochs, learning_rate, weight_decay, batch_size, patience, seed, verbose)
+                 weight_decay: float = 1e-5, batch_size: int = 16384, patience: int = 5, seed: int = 0) -> None:
+        super().__init__(embedding_size, epochs, learning_rate, weight_decay, batch_size, patience, seed)
 
     def fit(self, data: TrainData) -> BiasedMF:
         coo = data.ratings.tocoo()
@@ -106,9 +104,8 @@ class BPRMF(_MF):
     name = "bpr"
 
     def __init__(self, embedding_size: int = 64, epochs: int = 200, learning_rate: float = 1e-3,
-                 weight_decay: float = 1e-5, batch_size: int = 1024, patience: int = 5, seed: int = 0,
-                 verbose: bool = False) -> None:
-        super().__init__(embedding_size, epochs, learning_rate, weight_decay, batch_size, patience, seed, verbose)
+                 weight_decay: float = 1e-5, batch_size: int = 1024, patience: int = 5, seed: int = 0) -> None:
+        super().__init__(embedding_size, epochs, learning_rate, weight_decay, batch_size, patience, seed)
 
     def fit(self, data: TrainData) -> BPRMF:
         coo = data.binary.tocoo()

@@ -43,14 +43,12 @@ class NeuMF:
     name = "neumf"
 
     def __init__(self, embedding_size: int = 64, layers: int = 3, negatives: int = 4, epochs: int = 100,
-                 learning_rate: float = 1e-3, batch_size: int = 2048, patience: int = 5, seed: int = 0,
-                 verbose: bool = False) -> None:
+                 learning_rate: float = 1e-3, batch_size: int = 2048, patience: int = 5, seed: int = 0) -> None:
         if min(embedding_size, layers, negatives, epochs, batch_size, patience) < 1 or learning_rate <= 0:
             raise ConfigError("neumf: embedding_size, layers, negatives, epochs, batch_size and patience must be "
                               ">= 1, learning_rate > 0")
         self.embedding_size, self.layers, self.negatives, self.epochs = embedding_size, layers, negatives, epochs
         self.learning_rate, self.batch_size, self.patience, self.seed = learning_rate, batch_size, patience, seed
-        self.verbose = verbose
         self.history: list[float] = []
         self.best_epoch = 0
         self.net: _Net | None = None
@@ -77,7 +75,7 @@ class NeuMF:
         with seeded(self.seed):
             self.net = _Net(len(data.users), len(data.items), self.embedding_size, self.layers)
             fit_early_stopped(self, data, self.net, batches, epochs=self.epochs, learning_rate=self.learning_rate,
-                              patience=self.patience, seed=self.seed, verbose=self.verbose)
+                              patience=self.patience, seed=self.seed)
         return self
 
     def score_all(self, users: np.ndarray, stage: str = "test") -> np.ndarray:

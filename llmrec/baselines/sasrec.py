@@ -63,18 +63,18 @@ class SASRec:
 
     def __init__(self, embedding_size: int = 64, layers: int = 2, heads: int = 1, dropout: float = 0.2,
                  max_len: int = 50, epochs: int = 200, learning_rate: float = 1e-3, batch_size: int = 128,
-                 patience: int = 10, seed: int = 0, verbose: bool = False) -> None:
+                 patience: int = 10, seed: int = 0) -> None:
         if min(embedding_size, layers, heads, max_len, epochs, batch_size, patience) < 1 or learning_rate <= 0:
             raise ConfigError("sasrec: embedding_size, layers, heads, max_len, epochs, batch_size and patience "
                               "must be >= 1, learning_rate > 0")
         if embedding_size % heads:
-            raise ConfigError(f"sasrec: baseline.embedding_size ({embedding_size}) must be a multiple of "
-                              f"baseline.heads ({heads})")
+            raise ConfigError(f"sasrec: baseline.sasrec.embedding_size ({embedding_size}) must be a multiple of "
+                              f"baseline.sasrec.heads ({heads})")
         if not 0 <= dropout < 1:
-            raise ConfigError(f"sasrec: baseline.dropout must be in [0, 1); got {dropout}")
+            raise ConfigError(f"sasrec: baseline.sasrec.dropout must be in [0, 1); got {dropout}")
         self.embedding_size, self.layers, self.heads, self.dropout = embedding_size, layers, heads, dropout
         self.max_len, self.epochs, self.learning_rate = max_len, epochs, learning_rate
-        self.batch_size, self.patience, self.seed, self.verbose = batch_size, patience, seed, verbose
+        self.batch_size, self.patience, self.seed = batch_size, patience, seed
         self.history: list[float] = []
         self.best_epoch = 0
         self.net: _Net | None = None
@@ -114,7 +114,7 @@ class SASRec:
         with seeded(self.seed):
             self.net = _Net(len(data.items), self.embedding_size, self.max_len, self.layers, self.heads, self.dropout)
             fit_early_stopped(self, data, self.net, batches, epochs=self.epochs, learning_rate=self.learning_rate,
-                              patience=self.patience, seed=self.seed, verbose=self.verbose)
+                              patience=self.patience, seed=self.seed)
         return self
 
     def user_vectors(self, users: np.ndarray, stage: str = "test") -> np.ndarray:

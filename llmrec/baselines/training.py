@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from typing import Self
 
 import numpy as np
 import torch
@@ -24,9 +25,29 @@ def seeded(seed: int) -> Iterator[None]:
         yield
 
 
+class EpochBar:
+    """The progress bar of a fit: one step per epoch, the validation NDCG@10 of the last epoch and
+    the best so far beside it (on stderr, like the ranking bars)."""
+
+    def __init__(self, name: str, epochs: int) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=epochs, desc=f"fit {name}", unit="epoch", dynamic_ncols=True)
+
+    def update(self, ndcg: float, best: float) -> None:
+        self.bar.set_postfix_str(f"valid NDCG@10 {ndcg:.4f}, best {best:.4f}", refresh=False)
+        self.bar.update(1)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
 def fit_early_stopped(model, data: TrainData, module: torch.nn.Module,
                       epoch_losses: Callable[[np.random.Generator], Iterator[torch.Tensor]], *, epochs: int,
-                      learning_rate: float, patience: int, seed: int, verbose: bool = False) -> None:
+                      learning_rate: float, patience: int, seed: int) -> None:
     """Train `module` (whose parameters `model.score_all` reads) with Adam, one validation per epoch.
 
     Keeps the state with the best validation NDCG@10 (full ranking over unseen items), stops after
@@ -37,22 +58,22 @@ def fit_early_stopped(model, data: TrainData, module: torch.nn.Module,
     opt = torch.optim.Adam(module.parameters(), lr=learning_rate)
     best, best_state, bad = -1.0, None, 0
     model.history, model.best_epoch = [], 0
-    for epoch in range(1, epochs + 1):
-        module.train()
-        for loss in epoch_losses(rng):
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        module.eval()
-        ndcg = full_valid_ndcg10(model, data)
-        model.history.append(ndcg)
-        if verbose:
-            print(f"{model.name} epoch {epoch}: valid NDCG@10 {ndcg:.4f}")
-        if ndcg > best:
-            best, bad, model.best_epoch = ndcg, 0, epoch
-            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-        else:
-            bad += 1
+    with EpochBar(model.name, epochs) as bar:
+        for epoch in range(1, epochs + 1):
+            module.train()
+            for loss in epoch_losses(rng):
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            module.eval()
+            ndcg = full_valid_ndcg10(model, data)
+            model.history.append(ndcg)
+            if ndcg > best:
+                best, bad, model.best_epoch = ndcg, 0, epoch
+                best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+            else:
+                bad += 1
+            bar.update(ndcg, best)
             if bad >= patience:
                 break
     assert best_state is not None

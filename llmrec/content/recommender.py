@@ -14,6 +14,7 @@ held-out items keep their scores where collaborative models fall back to -inf.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,16 +45,16 @@ class _Content:
 
     def __init__(self, interest: str = "attention", embedding_size: int = 64, max_len: int = 50, epochs: int = 50,
                  learning_rate: float = 3e-3, batch_size: int = 512, negatives: int = 4, patience: int = 3,
-                 seed: int = 0, verbose: bool = False, template: str = DEFAULT_TEMPLATE, cache_dir: str = "",
+                 seed: int = 0, template: str = DEFAULT_TEMPLATE, cache_dir: str = "",
                  encoder: Encoder | None = None) -> None:
         if interest not in INTERESTS:
-            raise ConfigError(f"{self.name}: baseline.interest must be one of {list(INTERESTS)}; got {interest!r}")
+            raise ConfigError(f"{self.name}: baseline.{self.name}.interest must be one of {list(INTERESTS)}; got {interest!r}")
         if min(embedding_size, max_len, epochs, batch_size, negatives, patience) < 1 or not learning_rate > 0:
             raise ConfigError(f"{self.name}: embedding_size, max_len, epochs, batch_size, negatives and patience "
                               "must be >= 1, learning_rate > 0")
         self.interest, self.embedding_size, self.max_len, self.epochs = interest, embedding_size, max_len, epochs
         self.learning_rate, self.batch_size, self.negatives, self.patience = learning_rate, batch_size, negatives, patience
-        self.seed, self.verbose, self.template = seed, verbose, template
+        self.seed, self.template = seed, template
         self.cache_dir = Path(cache_dir) if cache_dir else None
         self.encoder = encoder
         self.items: dict[str, Item] | None = None
@@ -81,7 +82,9 @@ class _Content:
         raise NotImplementedError
 
     def _log(self, text: str) -> None:
-        print(text) if self.verbose else None
+        from tqdm.auto import tqdm
+
+        tqdm.write(text, file=sys.stderr)
 
     def encode(self, data: TrainData) -> dict[str, np.ndarray]:
         """Pooling -> vectors of `data.items` (rows in its order), from the cache or encoded."""
@@ -149,7 +152,7 @@ class _Content:
             fit_early_stopped(self, data, self.net,
                               lambda rng: examples.bpr_losses(self.net, rng, self.batch_size, self.negatives),
                               epochs=self.epochs, learning_rate=self.learning_rate, patience=self.patience,
-                              seed=self.seed, verbose=self.verbose)
+                              seed=self.seed)
         self.selected["best_valid_ndcg10"] = round(max(self.history), 5)
 
     # -- scoring -------------------------------------------------------------------------------
@@ -200,12 +203,12 @@ class ContentLM(_Content):
 
     def __init__(self, interest: str = "attention", pooling: str = "auto", embedding_size: int = 64, max_len: int = 50,
                  epochs: int = 50, learning_rate: float = 3e-3, batch_size: int = 512, negatives: int = 4,
-                 patience: int = 3, seed: int = 0, verbose: bool = False, template: str = DEFAULT_TEMPLATE,
+                 patience: int = 3, seed: int = 0, template: str = DEFAULT_TEMPLATE,
                  cache_dir: str = "", encoder: Encoder | None = None) -> None:
         if pooling not in ("auto", *LMEncoder.poolings):
-            raise ConfigError(f"content-lm: baseline.pooling must be auto, mean or last; got {pooling!r}")
+            raise ConfigError(f"content-lm: baseline.content-lm.pooling must be auto, mean or last; got {pooling!r}")
         super().__init__(interest, embedding_size, max_len, epochs, learning_rate, batch_size, negatives, patience,
-                         seed, verbose, template, cache_dir, encoder)
+                         seed, template, cache_dir, encoder)
         self.pooling = pooling
         self.model = ModelConfig()
 

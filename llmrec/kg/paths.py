@@ -73,7 +73,7 @@ class KGPaths(KGModel):
         relation weights; kg: a triple file (default: the dataset's own KG); cowatched: add the
         collaborative path type."""
         if negatives < 1 or weight_decay < 0:
-            raise ConfigError(f"kg-path: baseline.negatives must be >= 1 and baseline.weight_decay >= 0; "
+            raise ConfigError(f"kg-path: baseline.kg-path.negatives must be >= 1 and baseline.kg-path.weight_decay >= 0; "
                               f"got {negatives}, {weight_decay}")
         self.negatives, self.weight_decay, self.seed, self.batch_size = negatives, weight_decay, seed, batch_size
         self.kg, self.graph, self.cowatched = kg, graph, cowatched

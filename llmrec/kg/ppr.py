@@ -36,7 +36,7 @@ class KGPageRank(KGModel):
         """alpha: restart probability; epochs: power iterations; kg: a triple file (default: the
         dataset's own KG); kg_weight: weight of a KG edge relative to an interaction edge."""
         if not 0 < alpha < 1:
-            raise ConfigError(f"kg-ppr: baseline.alpha (restart probability) must be in (0, 1); got {alpha}")
+            raise ConfigError(f"kg-ppr: baseline.kg-ppr.alpha (restart probability) must be in (0, 1); got {alpha}")
         if kg_weight <= 0:
             raise ConfigError(f"kg-ppr: kg_weight must be > 0; got {kg_weight}")
         self.alpha, self.epochs, self.batch_size = alpha, epochs, batch_size
