@@ -113,7 +113,7 @@ def main() -> None:
     p.add_argument("--template", default="letters/candidates_v1")
     p.add_argument("--synthetic", type=int, default=1_000_000, help="users of the synthetic job (trivial scorer; 0: skip it)")
     p.add_argument("--actors", type=int, default=2, help="actors of the scaling comparison (vs 1)")
-    p.add_argument("--block-users", type=int, default=1000, help="rank.block_users of the synthetic job")
+    p.add_argument("--block-users", type=int, default=1000, help="rank.ray.block_users of the synthetic job")
     p.add_argument("--config", default=None, help="config TOML (default: the shipped ML-100K one)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--rss-dir", default="", help=argparse.SUPPRESS)
@@ -142,7 +142,7 @@ def main() -> None:
         times = {}
         for engine in ("local", "ray") if r % 2 == 0 else ("ray", "local"):  # alternate to cancel drift
             run_dir = work / f"{engine}-{r}"
-            extra = ["rank.engine=ray", "rank.actors=1"] if engine == "ray" else []
+            extra = ["rank.engine=ray", "rank.ray.actors=1"] if engine == "ray" else []
             got = run_child(config, [*llm, *extra, f"rank.run_dir={run_dir}"])
             times[engine] = got["job_s"]
             starts += [got["cluster_start_s"]] if engine == "ray" else []
@@ -171,7 +171,7 @@ def main() -> None:
             rss_dir = work / f"rss-{n}-{actors}"
             rss_dir.mkdir()
             figures[n, actors] = f = run_child(config, [
-                f"rank.input={path}", "rank.engine=ray", f"rank.actors={actors}", f"rank.block_users={args.block_users}",
+                f"rank.input={path}", "rank.engine=ray", f"rank.ray.actors={actors}", f"rank.ray.block_users={args.block_users}",
                 f"rank.batch_users={args.block_users}", f"rank.run_dir={work / f'syn-{n}-{actors}'}"], str(rss_dir))
             print(f"   {n:>9,} users, {actors} actor(s): {f['job_s']:.1f}s, {n / f['job_s']:,.0f} users/s; peak RSS "
                   f"driver {f['driver_rss_mib']:.0f} MiB, largest actor {f['actor_rss_mib']:.0f} MiB")

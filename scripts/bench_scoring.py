@@ -112,17 +112,17 @@ def main() -> None:
 
 def bench_vllm(args, ranker, queries, reference, t_reference: float, n_cands: int) -> None:
     """The vLLM backend's two paths on the same users, one engine (prefix caching on)."""
+    from llmrec.backends import VLLMSettings
     from llmrec.backends.vllm import VLLMBackend
-    from llmrec.config import VLLMConfig
 
     t = time.perf_counter()
-    engine = VLLMBackend(args.model, device=args.device, settings=VLLMConfig(path="prefix"))
+    engine = VLLMBackend(args.model, device=args.device, settings=VLLMSettings(path="prefix"))
     print(f"vllm engine start: {time.perf_counter() - t:.1f}s")
     ranker.backend = engine
     try:
         ranker.score(queries[:1])  # warm-up
         for path in ("plain", "prefix"):
-            engine.settings = VLLMConfig(path=path)
+            engine.settings = VLLMSettings(path=path)
             t = time.perf_counter()
             got = [s for k in range(0, len(queries), 16) for s in ranker.score(queries[k:k + 16])]
             dt = time.perf_counter() - t

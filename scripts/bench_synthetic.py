@@ -84,14 +84,14 @@ def main() -> None:
     hf.close()
 
     if not args.no_vllm and importlib.util.find_spec("vllm") is not None:
+        from llmrec.backends import VLLMSettings
         from llmrec.backends.vllm import VLLMBackend
-        from llmrec.config import VLLMConfig
 
-        engine, t_start = timed(lambda: VLLMBackend(model, settings=VLLMConfig(path="prefix")))
+        engine, t_start = timed(lambda: VLLMBackend(model, settings=VLLMSettings(path="prefix")))
         try:
             engine.continuation_logprobs(reqs[:2])
             for path in ("plain", "prefix"):
-                engine.settings = VLLMConfig(path=path)
+                engine.settings = VLLMSettings(path=path)
                 got, dt = timed(engine.continuation_logprobs, reqs)
                 d = max(float(np.abs(a - b).max()) for ra, rb in zip(ref, got) for a, b in zip(ra, rb))
                 rows.append((f"vllm {path}", n, dt, f"time / hf shared {dt / t_shared:.2f}; max |diff| {d:.1e}"))

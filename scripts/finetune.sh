@@ -28,7 +28,7 @@ if [[ "$TEMPLATE" == *_cf_* ]]; then
   CF_VECTORS=${CF_VECTORS:-runs/ml-100k/baselines/sasrec--sampled-20.test}
   [ -f "$CF_VECTORS/vectors.npz" ] || .venv/bin/llmrec baseline --config scripts/configs/ml100k.toml --name sasrec \
     | grep -E '^sasrec on'
-  CF=(train.cf_vectors="$CF_VECTORS" train.cf_residual="${CF_RESIDUAL:-true}")
+  CF=(train.cf.vectors="$CF_VECTORS" train.cf.residual="${CF_RESIDUAL:-true}")
   ADAPTERS=("$OUT/best")
   BASELINES=(bpr pop sasrec)
 fi
