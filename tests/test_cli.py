@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from llmrec.cli import _rank_overrides, cmd_rank, main, parse_args
+from llmrec.cli import cmd_rank, load, main, parse_args
 from llmrec.config import Config, load_config
 
 
@@ -19,12 +19,16 @@ def test_help_lists_commands(capsys):
 
 
 def test_prepare_writes_files_and_prints_config(tmp_path, capsys, ml100k):
+    """The default output starts with what the command does; --show-config adds the resolved config."""
     out_dir = tmp_path / "run"
-    rc = main(["prepare", "--config", "scripts/configs/ml100k.toml", f"out_dir={out_dir}",
-               "candidates.kinds=['sampled']", "candidates.stages=['test']", "candidates.seed=5"])
-    assert rc == 0
+    argv = ["prepare", "--config", "scripts/configs/ml100k.toml", f"out_dir={out_dir}",
+            "candidates.kinds=['sampled']", "candidates.stages=['test']", "candidates.seed=5"]
+    assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "# resolved config" in out and "seed = 5" in out
+    assert out.startswith(f"prepare: ml-100k (recbole) -> {out_dir}\n") and "# resolved config" not in out
+    assert main(argv + ["--show-config"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("# resolved config\n") and "seed = 5" in out
     assert "users                                    943               943" in out
     stats = json.loads((out_dir / "stats.json").read_text())
     assert stats["before_filtering"]["interactions"] == 100000
@@ -50,7 +54,7 @@ def test_rank_overrides_before_between_and_after_options(argv):
     assert args.command == "rank" and args.func is cmd_rank
     assert args.overrides == ["data.item_noun=film", "rank.seed=2"]
     assert args.template == "letters/candidates_v1" and args.users == 3
-    cfg = load_config(args.config, _rank_overrides(args), Config)
+    cfg = load(args)
     assert (cfg.data.item_noun, cfg.rank.seed, cfg.rank.template, cfg.rank.users) == (
         "film", 2, "letters/candidates_v1", 3)
 

@@ -24,10 +24,10 @@ import torch
 
 pytest.importorskip("vllm", reason="vllm is not installed here: run `bash scripts/test_vllm.sh`")
 
-from llmrec.backends import ScoreRequest
+from llmrec.backends import ScoreRequest, VLLMSettings
 from llmrec.backends.hf import HFBackend
 from llmrec.backends.vllm import VLLMBackend
-from llmrec.config import VLLMConfig, apply_overrides, from_dict, to_dict
+from llmrec.config import apply_overrides, from_dict, to_dict
 from llmrec.data.dataset import Interaction
 from llmrec.errors import ConfigError
 from llmrec.eval.runs import read_ranks
@@ -45,15 +45,15 @@ def adapters(tmp_path_factory):
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from llmrec.config import TrainConfig
     from llmrec.models.adapters import make_peft_config
     from llmrec.models.load import resolve_model
+    from tests.conftest import train_cfg
 
     out = {}
     for kind in ("lora", "prompt-tuning"):
         torch.manual_seed(0)
-        cfg = make_peft_config(TrainConfig(adapter=kind, **({"lora_rank": 8} if kind == "lora" else
-                                                            {"num_virtual_tokens": 6})))
+        cfg = make_peft_config(train_cfg(f"train.adapter={kind}", "train.lora.rank=8" if kind == "lora" else
+                                         "train.prompt_tuning.num_virtual_tokens=6"))
         if kind == "lora":
             cfg.init_lora_weights = False
         model = get_peft_model(AutoModelForCausalLM.from_pretrained(resolve_model(MODEL), dtype=torch.float32), cfg)
@@ -71,16 +71,16 @@ def cf_adapters(tmp_path_factory, ml100k_vectors, tokenizer):
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from llmrec.config import TrainConfig
     from llmrec.models import cf
     from llmrec.models.adapters import make_peft_config
     from llmrec.models.load import resolve_model
+    from tests.conftest import train_cfg
 
     out = {}
     for kind in ("lora", "prompt-tuning"):
         torch.manual_seed(1)
-        cfg = make_peft_config(TrainConfig(adapter=kind, **({"lora_rank": 8} if kind == "lora" else
-                                                            {"num_virtual_tokens": 6})))
+        cfg = make_peft_config(train_cfg(f"train.adapter={kind}", "train.lora.rank=8" if kind == "lora" else
+                                         "train.prompt_tuning.num_virtual_tokens=6"))
         if kind == "lora":
             cfg.init_lora_weights = False
         model = get_peft_model(AutoModelForCausalLM.from_pretrained(resolve_model(MODEL), dtype=torch.float32), cfg)
@@ -102,7 +102,7 @@ def engine(adapters, cf_adapters):
     """One engine for the module: every adapter above (LoRA and prompt-tuning, with and without
     collaborative tokens) is served by it."""
     backend = VLLMBackend(MODEL, adapters=[*adapters.values(), *cf_adapters.values()],
-                          settings=VLLMConfig(enforce_eager=True, max_model_len=2048))
+                          settings=VLLMSettings(enforce_eager=True, max_model_len=2048))
     yield backend
     backend.close()
 
@@ -129,6 +129,30 @@ def same_ranking(a, b):
     order = np.argsort(-a, kind="stable")
     gaps = np.abs(np.diff(a[order])) > 2 * TOL
     return bool(np.all(np.diff(b[order])[gaps] < 0))
+
+
+@pytest.mark.parametrize("adapter", [None, "lora", "prompt-tuning"])
+def test_generation_comes_from_the_engine_that_ranks(engine, adapters, adapter, tokenizer):
+    """The one generator on the vLLM engine writes what transformers writes with the same adapter
+    (greedy): the chat loop's reasons come from the model that ranks, on either backend."""
+    from llmrec.models.generate import Generator, Request
+    from llmrec.prompts.render import load_template
+
+    path = adapters[adapter] if adapter else None
+    engine.use(path)
+    hf = HFBackend(MODEL, adapter=path or "")
+    template = load_template("chat/reason_v1", "chat-reason")
+    prompts = [Generator(hf, tokenizer).prompt(template, request="a 90s comedy", wanted="", liked=[], item_noun="movie",
+                                               item={"title": t, "year": 1995, "genres": ["Comedy"]})
+               for t in ("Clueless", "Friday", "Heat")]
+    requests = [Request(p, 8, "\n") for p in prompts]
+    ours = Generator(engine, tokenizer)(requests)
+    theirs = Generator(hf, tokenizer)(requests)
+    assert [g.text for g in ours] == [g.text for g in theirs]
+    assert all(g.tokens <= 8 for g in ours) and any(g.text.strip() for g in ours)
+    if adapter:  # the adapter really writes: the base model's text differs for some prompt
+        engine.use(None)
+        assert [g.text for g in Generator(engine, tokenizer)(requests)] != [g.text for g in ours]
 
 
 @pytest.mark.parametrize("template", ["title/next_item_v1", "letters/candidates_v1", "yesno/will_like_chat_v1"])
@@ -257,7 +281,7 @@ def test_cf_slot_in_a_continuation_is_nan(engine, cf_adapters, ml100k, ml100k_sp
 
 def test_plain_prompt_logprob_path(adapters, ml100k, ml100k_split, tokenizer):
     backend = VLLMBackend(MODEL, adapters=[adapters["prompt-tuning"]],
-                          settings=VLLMConfig(enforce_eager=True, max_model_len=2048, path="plain"))
+                          settings=VLLMSettings(enforce_eager=True, max_model_len=2048, path="plain"))
     try:
         qs = queries(ml100k, ml100k_split)
         for adapter in (None, adapters["prompt-tuning"]):
@@ -272,9 +296,9 @@ def test_plain_prompt_logprob_path(adapters, ml100k, ml100k_split, tokenizer):
 
 def test_guards(adapters):
     with pytest.raises(ConfigError, match="max_loras=1 with 1 LoRA"):
-        VLLMBackend(MODEL, adapter=adapters["lora"], settings=VLLMConfig(max_loras=1))
-    with pytest.raises(ConfigError, match="vllm.path=plain cannot serve LoRA"):
-        VLLMBackend(MODEL, adapter=adapters["lora"], settings=VLLMConfig(path="plain"))
+        VLLMBackend(MODEL, adapter=adapters["lora"], settings=VLLMSettings(max_loras=1))
+    with pytest.raises(ConfigError, match="backend.vllm.path=plain cannot serve LoRA"):
+        VLLMBackend(MODEL, adapter=adapters["lora"], settings=VLLMSettings(path="plain"))
 
 
 def test_cf_lora_needs_a_plain_lookup_model(cf_adapters, tmp_path):
@@ -294,7 +318,7 @@ def test_rank_job_interrupted_and_resumed(prepared, adapters, tmp_path):
     from llmrec.recipes import rank
 
     run_dir = tmp_path / "run"
-    overrides = ["rank.backend=vllm", "vllm.enforce_eager=true", "vllm.max_model_len=2048", "rank.users=40",
+    overrides = ["rank.backend=vllm", "backend.vllm.enforce_eager=true", "backend.vllm.max_model_len=2048", "rank.users=40",
                  "rank.batch_users=1", "rank.template=letters/candidates_v1", f"model.adapter={adapters['lora']}",
                  f"rank.run_dir={run_dir}"]
     args = [sys.executable, "-m", "llmrec.cli", "rank", "--config", str(Path(prepared.out_dir) / "config.toml"),
@@ -330,11 +354,11 @@ def test_ray_job_builds_one_vllm_engine_per_actor(prepared, adapters, ray_cluste
     """rank.engine=ray with the vLLM backend and a LoRA: the actor's engine ranks as transformers does."""
     from llmrec.recipes import rank
 
-    overrides = ["vllm.enforce_eager=true", "vllm.max_model_len=2048", "rank.users=12", "rank.batch_users=6",
+    overrides = ["backend.vllm.enforce_eager=true", "backend.vllm.max_model_len=2048", "rank.users=12", "rank.batch_users=6",
                  "rank.template=letters/candidates_v1", f"model.adapter={adapters['lora']}"]
     cfg = from_dict(type(prepared), apply_overrides(to_dict(prepared), overrides))
     on_ray = rank.run(from_dict(type(cfg), apply_overrides(to_dict(cfg), [
-        "rank.backend=vllm", "rank.engine=ray", "rank.block_users=6", f"rank.run_dir={tmp_path / 'ray'}"])),
+        "rank.backend=vllm", "rank.engine=ray", "rank.ray.block_users=6", f"rank.run_dir={tmp_path / 'ray'}"])),
         log=lambda *_: None)
     hf = rank.run(from_dict(type(cfg), apply_overrides(to_dict(cfg), [f"rank.run_dir={tmp_path / 'hf'}"])),
                   log=lambda *_: None)

@@ -63,14 +63,18 @@ def test_bpr_beats_popularity_and_mf_learns_ratings(ml100k_split):
 
 def test_settings_meant_for_another_model_are_errors():
     from llmrec.baselines import from_config
-    from llmrec.config import BaselineConfig
+    from llmrec.config import load_config
     from llmrec.errors import ConfigError
 
-    model, settings = from_config(BaselineConfig(name="item-knn", neighbours=7))
+    def cfg(*overrides):
+        return load_config(None, list(overrides)).baseline
+
+    model, settings = from_config(cfg("baseline.name=item-knn", "baseline.item-knn.neighbours=7"))
     assert settings == {"neighbours": 7, "shrink": 10.0} and model.neighbours == 7
-    with pytest.raises(ConfigError, match=r"baseline.neighbours = 50 is not a setting of 'bpr'"):
-        from_config(BaselineConfig(name="bpr", neighbours=50))
-    with pytest.raises(ConfigError, match=r"baseline.seed = 3 is not a setting of 'pop' \(its settings: none\)"):
-        from_config(BaselineConfig(name="pop", seed=3))
-    with pytest.raises(ConfigError, match=r"baseline.shrink is not a setting of 'bpr'"):
+    with pytest.raises(ConfigError, match=r"unknown config key 'baseline.bpr.neighbours'; known keys: \["
+                                          "'batch_size', 'embedding_size', 'epochs'"):
+        cfg("baseline.bpr.neighbours=50")
+    with pytest.raises(ConfigError, match=r"baseline.seed = 3 is not a setting of 'pop' \(it has no randomness\)"):
+        from_config(cfg("baseline.name=pop", "baseline.seed=3"))
+    with pytest.raises(ConfigError, match=r"baseline.bpr.shrink is not a setting of 'bpr'"):
         make("bpr", shrink=1.0)

@@ -100,3 +100,13 @@ def test_parquet_input_in_row_group_blocks(tmp_path, ml100k):
     (tmp_path / "fake.parquet").write_text("not parquet")
     with pytest.raises(DataError, match="fake.parquet: not a readable Parquet file"):
         blocks.plan(tmp_path / "fake.parquet", "parquet", 3)
+
+
+def test_parquet_rows_refuse_a_timestamp_without_a_date(tmp_path, ml100k):
+    # Parquet rows go through the JSONL reader's per-record checks, timestamps included.
+    ok = {"item_id": "1", "timestamp": 881250949.0}
+    recs = [record("a", history=[ok]), record("U", history=[ok, {"item_id": "2", "timestamp": 1e12}])]
+    pq.write_table(pa.Table.from_pylist(recs), tmp_path / "users.parquet")
+    src = blocks.plan(tmp_path / "users.parquet", "parquet", 5)
+    with pytest.raises(DataError, match=r"users.parquet: row 2: user 'U' timestamp: 1e\+12 is outside the dates"):
+        blocks.read_block(src, src.blocks[0], ml100k, None, 20, "error")

@@ -56,3 +56,15 @@ def test_bom_and_non_utf8(tmp_path, ml100k):
     p.write_bytes(b"\xff\xfe{}\n")
     with pytest.raises(DataError, match="not UTF-8"):
         from_input(p, ml100k, history_len=20)
+
+
+@pytest.mark.parametrize("ts, shown", [(1e12, r"1e\+12"), (-1e15, r"-1e\+15")], ids=["ms", "before-year-1"])
+def test_a_timestamp_without_a_date_is_refused_when_read(tmp_path, ml100k, ts, shown):
+    # Before: read as is, then an OverflowError/OSError traceback when a prompt showed its date.
+    good = {"item_id": "1", "timestamp": 881250949}
+    p = write(tmp_path, GOOD, {**GOOD, "user_id": "U", "history": [good, {"item_id": "2", "timestamp": ts}]})
+    with pytest.raises(DataError, match=rf"users.jsonl:2: user 'U' timestamp: {shown} is outside the dates "
+                                        r"a timestamp can name \(years 1-9999"):
+        from_input(p, ml100k, history_len=20)
+    job = from_input(write(tmp_path, {**GOOD, "history": [good]}), ml100k, history_len=20)
+    assert job.queries[0].history[0].timestamp == 881250949.0

@@ -54,9 +54,9 @@ def test_tie_break_hash_orders_ties_by_seeded_hash(tmp_path):
     assert tie_hash(0, "u1", "9") == blake(0, "u1", "9") == 16810357704318648004  # platform-stable
     assert (split.tie_break, split.seed) == ("hash", 0)
     assert leave_one_out(ds).users == split.users  # deterministic
-    with pytest.raises(ConfigError, match=r"split.tie_break: expected hash or file; got 'id'"):
+    with pytest.raises(ConfigError, match=r"split.tie_break: expected one of hash, file; got 'id'"):
         leave_one_out(ds, tie_break="id")
-    with pytest.raises(ConfigError, match=r"split.tie_break: expected hash or file; got 'random'"):
+    with pytest.raises(ConfigError, match=r"split.tie_break: expected one of hash, file; got 'random'"):
         SplitConfig(tie_break="random")
     assert (SplitConfig().tie_break, SplitConfig().seed) == ("hash", 0)
 

@@ -22,7 +22,12 @@ def make_run(root, name, scores_of, users=range(40), stage="test", model=None, t
     settings = {"kind": "baseline", "model": model or name.split("--")[0], "seed": 0,
                 "source": str(root / "candidates" / f"sampled-5.{stage}.jsonl"), "source_sha256": stage * 4,
                 "dataset_hash": "h1"}
-    runs.write_json(path / runs.RUN, {"settings": settings})
+    config_path = f"{path}/config.toml"  # what the baseline recipe records in run.json
+    rerun = runs.rerun_record(["llmrec", "baseline", "--config", config_path],
+                              ["llmrec", "baseline", "--config", config_path, 'baseline.candidates=["{label}"]',
+                               "baseline.retrieve=0", "baseline.top_k=0"],
+                              f"{root}/baselines/{settings['model']}--{{label}}")
+    runs.write_json(path / runs.RUN, {"settings": settings, **({"rerun": rerun} if config else {})})
     runs.append_ranks(path, [runs.rank_row(str(u), CANDS, np.array(scores_of(u), dtype=float), "p", top_k)
                              for u in users])
     if config:
@@ -51,7 +56,7 @@ def test_simplex_grid():
     assert sorted(map(tuple, g.tolist())) == sorted([(1, 0, 0), (0, 1, 0), (0, 0, 1), (0.5, 0.5, 0),
                                                      (0.5, 0, 0.5), (0, 0.5, 0.5)])
     assert len(simplex(2, 0.05)) == 21 and np.allclose(simplex(4, 0.1).sum(1), 1)
-    with pytest.raises(DataError, match="must divide 1"):
+    with pytest.raises(DataError, match=r"^--step 0.3: must be a number in \(0, 1\] that divides 1 evenly"):
         simplex(2, 0.3)
 
 
@@ -142,19 +147,22 @@ def test_refuses_missing_validation_run_with_the_command(tmp_path):
     b = make_run(tmp_path, "b--sampled-5.test", odd_sure)
     with pytest.raises(DataError, match="no folder next to") as e:
         blend([a, b])
-    assert (f"`llmrec baseline --config {a}/config.toml baseline.candidates='[\"sampled-5.valid\"]' "
+    assert (f"`llmrec baseline --config {a}/config.toml 'baseline.candidates=[\"sampled-5.valid\"]' "
             "baseline.retrieve=0 baseline.top_k=0`") in str(e.value)
-    # an LLM run: the command pins the run directory where the search looks
+    # an LLM run: the command the run recorded, filled with the label and the run directory it names
     llm = tmp_path / "rank" / "t--m--sum--sampled-5.test"
     llm.mkdir(parents=True)
-    (llm / "config.toml").write_text(f'out_dir = "{tmp_path}"\n\n[rank]\nrun_dir = "elsewhere"\n')
     (a / runs.RUN).rename(llm / runs.RUN)
     (a / runs.RANKS).rename(llm / runs.RANKS)
-    runs.write_json(llm / runs.RUN, {"settings": {**runs.load_run(llm)["settings"], "kind": "llm"}})
+    rerun = runs.rerun_record(["llmrec", "rank", "--config", f"{llm}/config.toml"],
+                              ["llmrec", "rank", "--config", f"{llm}/config.toml", "rank.candidates={label}",
+                               "rank.top_k=0", "rank.run_dir={run_dir}"], f"{tmp_path}/rank/t--m--sum--{{label}}")
+    runs.write_json(llm / runs.RUN, {"settings": {**runs.load_run(llm)["settings"], "kind": "llm"}, "rerun": rerun})
     with pytest.raises(DataError) as e:
         blend([llm, b])
-    assert (f"`llmrec rank --config {llm}/config.toml rank.candidates=sampled-5.valid "
-            f"rank.run_dir={tmp_path}/rank/t--m--sum--sampled-5.valid`") in str(e.value)
+    assert (f"`llmrec rank --config {llm}/config.toml 'rank.candidates=sampled-5.valid' rank.top_k=0 "
+            f"'rank.run_dir={tmp_path}/rank/t--m--sum--sampled-5.valid'`") in str(e.value)
+    assert "--valid" not in str(e.value).split("`")[-1]  # it lands next to the run: found by the next blend
     with pytest.raises(DataError, match="scored on the test candidates"):
         blend([llm, b], valid=[llm, b])
 
@@ -165,7 +173,7 @@ def test_refuses_top_k_cut_rows(tmp_path):
     with pytest.raises(DataError, match=r"b--sampled-5.test lacks scores for some candidates of user '0' "
                                         r"\(written with a top_k cut\)") as e:
         blend([a, b], weights=[1, 1])
-    assert "baseline.candidates='[\"sampled-5.test\"]' baseline.retrieve=0 baseline.top_k=0" in str(e.value)
+    assert "'baseline.candidates=[\"sampled-5.test\"]' baseline.retrieve=0 baseline.top_k=0" in str(e.value)
     # cut alike in both runs, the held-out item always listed: only the candidate file tells
     c = make_run(tmp_path / "x", "c--sampled-5.test", even_sure, users=[0], top_k=3)
     d = make_run(tmp_path / "x", "d--sampled-5.test", even_sure, users=[0], top_k=3)
@@ -221,3 +229,46 @@ def test_cli_blend(tmp_path, capsys):
     assert main(["blend", str(a), str(b), "--weights", "1,x"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("llmrec: error: --weights '1,x'") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("step", [0.0, -0.1, math.nan, math.inf, -math.inf, 2.0, 5e-324])
+def test_a_step_that_is_not_a_grid_step_is_refused(step):
+    # Before: 0 raised ZeroDivisionError, NaN ValueError, a subnormal step OverflowError.
+    with pytest.raises(DataError, match=rf"^--step {step}: must be a number in \(0, 1\] that divides 1 evenly"):
+        simplex(2, step)
+    assert simplex(2, 1.0).tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+@pytest.mark.parametrize("step", ["0", "nan", "-0.5", "inf"])
+def test_cli_blend_bad_step_is_one_line_error(tmp_path, capsys, step):
+    a = make_run(tmp_path, "a--sampled-5.test", even_sure)
+    b = make_run(tmp_path, "b--sampled-5.test", odd_sure)
+    va = make_run(tmp_path / "v", "a--sampled-5.valid", even_sure, stage="valid", model="a")
+    vb = make_run(tmp_path / "v", "b--sampled-5.valid", odd_sure, stage="valid", model="b")
+    with pytest.raises(DataError, match=r"--step 0.0: must be a number in \(0, 1\]"):
+        blend([a, b], out=tmp_path / "x", valid=[va, vb], step=0.0)
+    argv = ["blend", str(a), str(b), "--valid", str(va), str(vb), "--step", step, "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert err == f"llmrec: error: --step {float(step)}: must be a number in (0, 1] that divides 1 evenly " \
+                  "(e.g. 0.05, 0.1, 0.25)\n"
+    assert "Traceback" not in out + err and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("weights", ["nan,1", "1,inf", "-inf,1", "-1,2", "0,0"])
+def test_cli_blend_weights_must_be_finite(tmp_path, capsys, weights):
+    a = make_run(tmp_path, "a--sampled-5.test", even_sure)
+    b = make_run(tmp_path, "b--sampled-5.test", odd_sure)
+    with pytest.raises(DataError, match="must be finite, non-negative numbers with a positive sum"):
+        blend([a, b], out=tmp_path / "x", weights=[float(x) for x in weights.split(",")])
+    assert main(["blend", str(a), str(b), f"--weights={weights}", "--out", str(tmp_path / "out")]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("llmrec: error: --weights ") and err.count("\n") == 1 and "Traceback" not in out + err
+    assert not (tmp_path / "out").exists()
+
+
+def test_huge_weights_do_not_overflow_to_zero(tmp_path):
+    # Before: 1e308 + 1e308 summed to inf and both weights became 0.
+    a = make_run(tmp_path, "a--sampled-5.test", even_sure)
+    b = make_run(tmp_path, "b--sampled-5.test", odd_sure)
+    assert blend([a, b], out=tmp_path / "ab", weights=[1e308, 1e308]).weights == [0.5, 0.5]

@@ -115,3 +115,20 @@ def test_write_report_into_an_unwritable_place_names_it(tmp_path):
         write_report(res, tmp_path / "rep")
     assert str(e.value) == (f"{tmp_path / 'rep'}: cannot write the comparison report "
                             f"(Is a directory: {tmp_path / 'rep' / 'compare.csv'})")
+
+
+@pytest.mark.parametrize("flag", ["--bootstrap", "--permutations"])
+@pytest.mark.parametrize("n", ["0", "-5", "9"])
+def test_cli_compare_too_few_resamples_is_one_line_error(tmp_path, capsys, flag, n):
+    # Before: 0 gave an IndexError traceback from the percentile of no resamples (or a p-value of 1/1).
+    from llmrec.cli import main
+
+    a = make_run(tmp_path / "a", [1.0, 2.0, 3.0])
+    b = make_run(tmp_path / "b", [2.0, 2.0, 1.0])
+    with pytest.raises(DataError, match=rf"^{flag} {n}: must be at least 10"):
+        compare([a, b], **{"n_boot" if flag == "--bootstrap" else "n_perm": int(n)})
+    rc = main(["compare", str(a), str(b), "--out", str(tmp_path / "rep"), flag, n])
+    out, err = capsys.readouterr()
+    assert rc == 2 and err == f"llmrec: error: {flag} {n}: must be at least 10 resamples\n"
+    assert "Traceback" not in out + err and not (tmp_path / "rep").exists()
+    assert compare([a, b], n_boot=10, n_perm=10)["n_boot"] == 10

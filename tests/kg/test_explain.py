@@ -78,7 +78,8 @@ def tiny_prepared(tmp_path):
 
 def test_cli_explain_on_a_tiny_prepared_dataset(tiny_prepared, capsys):
     capsys.readouterr()
-    assert main(["explain", "--user", "1", "--item", "3", f"out_dir={tiny_prepared}", "baseline.negatives=2"]) == 0
+    assert main(["explain", "--user", "1", "--item", "3", f"out_dir={tiny_prepared}",
+                 "baseline.kg-path.negatives=2"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith('user 1, item 3 "Return of the Jedi": kg-path score')
     # User 1's history for the test item: Star Wars, Fargo, Heat, The Empire Strikes Back.
@@ -94,10 +95,12 @@ def test_cli_explain_on_a_tiny_prepared_dataset(tiny_prepared, capsys):
 def test_cli_baseline_runs_the_kg_scorers(tiny_prepared, capsys):
     for name in ("kg-ppr", "kg-path"):
         assert main(["baseline", "--name", name, f"out_dir={tiny_prepared}", "baseline.candidates=['sampled-3.test']",
-                     "baseline.negatives=2" if name == "kg-path" else "baseline.alpha=0.5"]) == 0
+                     "baseline.kg-path.negatives=2" if name == "kg-path" else "baseline.kg-ppr.alpha=0.5"]) == 0
         assert (tiny_prepared / "baselines" / f"{name}--sampled-3.test" / "metrics.json").is_file()
+    assert main(["baseline", "--name", "kg-ppr", f"out_dir={tiny_prepared}", "baseline.kg-ppr.negatives=2"]) == 2
+    assert "unknown config key 'baseline.kg-ppr.negatives'" in capsys.readouterr().err
     assert main(["baseline", "--name", "kg-ppr", f"out_dir={tiny_prepared}", "baseline.negatives=2"]) == 2
-    assert "baseline.negatives = 2 is not a setting of 'kg-ppr'" in capsys.readouterr().err
+    assert "config key 'baseline.negatives' moved: baseline.kg-ppr.negatives" in capsys.readouterr().err
 
 
 def test_explain_help_says_what_it_prints(capsys):
@@ -108,18 +111,18 @@ def test_explain_help_says_what_it_prints(capsys):
 
 
 def test_cli_baseline_reads_a_triple_file_from_baseline_kg(tiny_prepared, tmp_path, capsys):
-    """`baseline.kg` replaces the dataset's KG (e.g. with `llmrec kg-extract`'s output)."""
+    """`baseline.<kg model>.kg` replaces the dataset's KG (e.g. with `llmrec kg-extract`'s output)."""
     import json
 
     facts = tmp_path / "facts.csv"
     facts.write_text("head,relation,tail\n1,director,George Lucas\n3,director,George Lucas\n")
     assert main(["baseline", "--name", "kg-path", f"out_dir={tiny_prepared}", "baseline.candidates=['sampled-3.test']",
-                 "baseline.negatives=2", f"baseline.kg={facts}"]) == 0
+                 "baseline.kg-path.negatives=2", f"baseline.kg-path.kg={facts}"]) == 0
     run = json.loads((tiny_prepared / "baselines" / "kg-path--sampled-3.test" / "run.json").read_text())
     assert str(facts) in json.dumps(run)
     facts.write_text("head,relation,tail\n1,,George Lucas\n")
     capsys.readouterr()
-    assert main(["baseline", "--name", "kg-ppr", f"out_dir={tiny_prepared}", f"baseline.kg={facts}"]) == 2
+    assert main(["baseline", "--name", "kg-ppr", f"out_dir={tiny_prepared}", f"baseline.kg-ppr.kg={facts}"]) == 2
     assert f"{facts}:2: field 'relation' is empty" in capsys.readouterr().err
-    assert main(["baseline", "--name", "content-st", f"out_dir={tiny_prepared}", f"baseline.kg={facts}"]) == 2
-    assert "is not a setting of 'content-st'" in capsys.readouterr().err
+    assert main(["baseline", "--name", "content-st", f"out_dir={tiny_prepared}", f"baseline.content-st.kg={facts}"]) == 2
+    assert "unknown config key 'baseline.content-st.kg'" in capsys.readouterr().err

@@ -5,21 +5,14 @@ from pathlib import Path
 import pytest
 
 from llmrec.cli import main
-from llmrec.config import ModelConfig
 from llmrec.data.dataset import Item
 from llmrec.errors import DataError, TemplateError
 from llmrec.kg import triples
-from llmrec.kg.extract import (
-    DROP_REASONS,
-    LM,
-    RELATIONS,
-    extract,
-    load_kg_template,
-    parse,
-    write_triples,
-)
+from llmrec.kg.extract import DROP_REASONS, RELATIONS, extract, parse, write_triples
 from llmrec.kg.extract_eval import by_metadata, pairwise
 from llmrec.kg.graph import KnowledgeGraph
+from llmrec.models.generate import Generator
+from llmrec.prompts.render import load_template as load_kg_template
 from tests.kg.helpers import graph
 from tests.kg.test_explain import tiny_prepared  # noqa: F401 - the prepared tiny dataset with a KG
 
@@ -150,17 +143,12 @@ def test_templates_are_sandboxed_and_checked(tmp_path):
         load_kg_template("kg/nope_v1", "kg-extract")
 
 
-@pytest.fixture(scope="module")
-def lm():
-    return LM(ModelConfig(device="cpu"))
-
-
 @pytest.mark.slow
-def test_real_generation_left_padded_batches_match_one_by_one(lm):
+def test_real_generation_left_padded_batches_match_one_by_one(hf_backend, tokenizer):
     items = [ITEM, Item("50", "Star Wars", 1977, ("Action", "Sci-Fi")), Item("100", "Fargo", 1996, ("Crime",))]
     t = load_kg_template("kg/extract_v1", "kg-extract")
-    batched = extract(lm, t, items, max_new_tokens=20, batch_size=3, progress="")
-    single = extract(lm, t, items, max_new_tokens=20, batch_size=1, progress="")
+    batched = extract(Generator(hf_backend, tokenizer, batch_size=3), t, items, max_new_tokens=20, progress="")
+    single = extract(Generator(hf_backend, tokenizer, batch_size=1), t, items, max_new_tokens=20, progress="")
     assert [r["text"] for r in batched.raw] == [r["text"] for r in single.raw]
     assert batched.lines == batched.kept + sum(batched.dropped.values())
     assert all(r["new_tokens"] <= 20 for r in batched.raw)
@@ -204,7 +192,7 @@ def test_kg_extract_help_and_bad_flags(capsys):
 @pytest.mark.slow
 def test_cli_explain_verbalize(tiny_prepared, capsys):  # noqa: F811
     capsys.readouterr()
-    assert main(["explain", "--user", "1", "--item", "3", f"out_dir={tiny_prepared}", "baseline.negatives=2",
+    assert main(["explain", "--user", "1", "--item", "3", f"out_dir={tiny_prepared}", "baseline.kg-path.negatives=2",
                  "--verbalize", "--max-new-tokens", "16", "model.device=cpu"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-2] == "entities are shown by id: this knowledge graph has no entity names"

@@ -55,5 +55,5 @@ def test_items_without_kg_link_are_reached_through_interactions():
 
 
 def test_restart_probability_must_be_a_probability():
-    with pytest.raises(ConfigError, match=r"baseline.alpha \(restart probability\) must be in \(0, 1\); got 1.0"):
+    with pytest.raises(ConfigError, match=r"baseline.kg-ppr.alpha \(restart probability\) must be in \(0, 1\); got 1.0"):
         make("kg-ppr", alpha=1.0)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from llmrec.backends import HFSettings
 from llmrec.backends.hf import HFBackend
 from llmrec.baselines.vectors import Vectors
 from llmrec.errors import ConfigError, TemplateError
@@ -32,11 +33,11 @@ def lora_cf(ml100k_vectors, tokenizer):
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from llmrec.config import TrainConfig
     from llmrec.models.adapters import make_peft_config
+    from tests.conftest import train_cfg
 
     torch.manual_seed(0)
-    pcfg = make_peft_config(TrainConfig(lora_rank=4, lora_target_modules=("q_proj", "v_proj")))
+    pcfg = make_peft_config(train_cfg("train.lora.rank=4", "train.lora.target_modules=['q_proj', 'v_proj']"))
     pcfg.init_lora_weights = False
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(resolve_model(MODEL), dtype=torch.float32), pcfg)
     table = cf.attach(model, cf.build_table(str(ml100k_vectors), 49152, 576, tokenizer, proj_hidden=32))
@@ -145,7 +146,7 @@ def test_shared_prefix_equals_naive_and_vectors_matter(name, lora_cf, tokenizer,
     queries = _queries(ml100k_split, ml100k)
     scores = {}
     for shared in (True, False):
-        ranker = LLMRanker(template, HFBackend(model_obj=model, shared_prefix=shared), tokenizer, ml100k)
+        ranker = LLMRanker(template, HFBackend(model_obj=model, settings=HFSettings(shared_prefix=shared)), tokenizer, ml100k)
         scores[shared] = np.array([s.scores for s in ranker.score(queries)])
     np.testing.assert_allclose(scores[True], scores[False], atol=2e-4)
     before = {k: v.clone() for k, v in table.projector.state_dict().items()}
@@ -160,17 +161,17 @@ def test_prompt_tuning_with_vectors(ml100k_vectors, tokenizer, ml100k, ml100k_sp
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from llmrec.config import TrainConfig
     from llmrec.models.adapters import make_peft_config
+    from tests.conftest import train_cfg
 
     torch.manual_seed(0)
-    pcfg = make_peft_config(TrainConfig(adapter="prompt-tuning", num_virtual_tokens=4))
+    pcfg = make_peft_config(train_cfg("train.adapter=prompt-tuning", "train.prompt_tuning.num_virtual_tokens=4"))
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(resolve_model(MODEL), dtype=torch.float32), pcfg).eval()
     table = cf.attach(model, cf.build_table(str(ml100k_vectors), 49152, 576, tokenizer, proj_hidden=16))
     _shake(table, 2)
     template = load_template("yesno/will_like_cf_v1")
     queries = _queries(ml100k_split, ml100k, users=("3", "9"))
-    shared, naive = ([s.scores for s in LLMRanker(template, HFBackend(model_obj=model, shared_prefix=flag), tokenizer,
+    shared, naive = ([s.scores for s in LLMRanker(template, HFBackend(model_obj=model, settings=HFSettings(shared_prefix=flag)), tokenizer,
                                                   ml100k).score(queries)] for flag in (True, False))
     np.testing.assert_allclose(np.array(shared), np.array(naive), atol=2e-4)
     # the same prompt through peft's own forward (soft prompt + hooked embeddings) gives the same Yes - No

@@ -1,11 +1,14 @@
 import os
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from llmrec.data.candidates import CandidateSet
 from llmrec.data.split import Split
-from llmrec.errors import TemplateError
+from llmrec.errors import DataError, TemplateError
+from llmrec.prompts import render
 from llmrec.prompts.build import PromptBuilder, item_vars
 from llmrec.prompts.render import list_templates, load_template
 from llmrec.scoring.rank import LLMRanker, UserQuery
@@ -179,3 +182,81 @@ def test_include_stays_inside_the_template_folder(tmp_path):
     t = load_template(str(_write(folder, "{% include 'link.j2' %}\n")))
     with pytest.raises(TemplateError, match="cannot include 'link.j2'"):
         t.render()
+
+
+@pytest.mark.parametrize("ts", [1e12, -1e15, float("inf")])
+def test_item_vars_refuses_a_timestamp_without_a_date(ml100k, ts):
+    # The readers refuse these; should one reach a prompt, the error names it (not an OverflowError).
+    with pytest.raises(DataError, match=rf"item '1': timestamp {ts!r}: "):
+        item_vars(ml100k.items["1"], 4.0, ts)
+    assert item_vars(ml100k.items["1"], 4.0, -86400.0)["date"] == "1969-12-31"
+
+
+def test_range_is_capped_in_bodies_and_headers(tmp_path):
+    # Before: range(10**9) | list built a billion-item list (Jinja's own cap is 100,000 per range).
+    t = load_template(str(_write(tmp_path, "x\n{{ range(10**9) | list }}\n")))
+    with pytest.raises(TemplateError, match=r"t_v1.j2:6: render stopped: range\(\) of 1,000,000,000 items; a "
+                                             r"template may use at most 10,000$"):
+        t.render()
+    assert load_template(str(_write(tmp_path, "{{ range(10000) | length }}"))).render() == "10000"
+    t = load_template(str(_write(tmp_path, "x", header="style: title\nchat: false\ntarget: {{ range(10**9)|list }}")))
+    with pytest.raises(TemplateError, match=r"t_v1.j2:4: header 'target' .*: render stopped: range\(\) of "
+                                             r"1,000,000,000 items"):
+        t.render_target({"title": "Heat"})
+
+
+@pytest.mark.parametrize("body", [
+    "{% for i in range(10000) %}{% for j in range(10000) %}x{% endfor %}{% endfor %}",
+    "{% for i in range(10000) %}{% for j in range(10000) %}{% endfor %}{% endfor %}",  # no output to count
+    "{% set l = range(10000) | list %}{% for i in l %}{% for j in l %}{% endfor %}{% endfor %}",
+])
+def test_nested_loops_stop_after_a_million_iterations(tmp_path, body):
+    # Before: 10^8 iterations, a minute or more in a rank job, for every user.
+    t = load_template(str(_write(tmp_path, body)))
+    start = time.monotonic()
+    with pytest.raises(TemplateError, match=r"t_v1.j2(:5)?: render stopped: (more than 1,000,000 loop iterations "
+                                             r"in one render|the rendered text passes 1,000,000 characters)$"):
+        t.render()
+    assert time.monotonic() - start < 10
+
+
+def test_a_recursive_loop_counts_every_level(tmp_path, monkeypatch):
+    # The recursive calls loop(...) iterate their own argument: 10^9 leaves unless it is counted too.
+    monkeypatch.setattr(render, "MAX_LOOP_STEPS", 100_000)
+    t = load_template(str(_write(tmp_path, "{% for x in range(1000) recursive %}{% if loop.depth < 3 %}"
+                                           "{{ loop(range(1000)) }}{% endif %}{% endfor %}")))
+    with pytest.raises(TemplateError, match=r"t_v1.j2:5: render stopped: more than 100,000 loop iterations"):
+        t.render()
+
+
+def test_a_slow_loop_body_stops_at_the_time_limit(tmp_path, monkeypatch):
+    # Few iterations, each sorting 10,000 items: the iteration count alone would let it run ~10^4 sorts.
+    monkeypatch.setattr(render, "MAX_SECONDS", 0.5)
+    t = load_template(str(_write(tmp_path, "{% set l = range(10000) | list %}\n"
+                                           "{% for i in range(10000) %}{% set x = l | sort %}{% endfor %}")))
+    start = time.monotonic()
+    with pytest.raises(TemplateError, match=r"t_v1.j2:6: render stopped: the render took more than 0.5 s$"):
+        t.render()
+    assert time.monotonic() - start < 5
+
+
+def test_rendered_text_is_capped(tmp_path):
+    t = load_template(str(_write(tmp_path, "{% for i in range(10000) %}{{ 'x' * 200 }}{% endfor %}")))
+    with pytest.raises(TemplateError, match=r"t_v1.j2: render stopped: the rendered text passes 1,000,000 "
+                                             r"characters$"):
+        t.render()
+    assert len(load_template(str(_write(tmp_path, "{{ 'x' * 1000000 }}"))).render()) == 1_000_000
+
+
+def test_loops_render_as_before_and_each_render_has_its_own_budget(tmp_path):
+    body = ("{% for x in xs if x > 1 %}{{ x }}/{{ loop.length }}{% if loop.last %}.{% endif %}{% else %}none"
+            "{% endfor %}|{% for n in tree recursive %}{{ n.k }}({{ loop(n.c) }}){% endfor %}")
+    t = load_template(str(_write(tmp_path, body)))
+    assert t.render(xs=[1, 2, 3], tree=[{"k": "a", "c": [{"k": "b", "c": []}]}]) == "2/23/2.|a(b())"
+    assert t.render(xs=[1], tree=[]) == "none|"
+    # 640,800 iterations each: within one render's budget, over it for two together.
+    t = load_template(str(_write(tmp_path, "{% for i in range(800) %}{% for j in range(800) %}{% endfor %}"
+                                           "{% endfor %}{{ n }}")))
+    with ThreadPoolExecutor(2) as pool:
+        assert list(pool.map(lambda n: t.render(n=n), range(2))) == ["0", "1"]
+    assert t.render(n=2) == "2"

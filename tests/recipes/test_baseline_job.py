@@ -15,7 +15,7 @@ def with_(cfg, *overrides):
 
 def test_baselines_score_the_same_candidates_and_compare(prepared, tmp_path):
     pop = baseline.run(with_(prepared, "baseline.name=pop"), log=lambda *_: None)
-    bpr = baseline.run(with_(prepared, "baseline.name=bpr", "baseline.retrieve=20", "baseline.epochs=20"),
+    bpr = baseline.run(with_(prepared, "baseline.name=bpr", "baseline.retrieve=20", "baseline.bpr.epochs=20"),
                        log=lambda *_: None)
     (pop_dir,), (bpr_dir,) = pop.run_dirs, bpr.run_dirs
     rows = [json.loads(x) for x in (bpr_dir / "ranks.jsonl").read_text().splitlines()]
@@ -51,7 +51,7 @@ def test_new_baselines_score_exactly_the_candidate_file(prepared, tmp_path):
 
     path = prepared.out_dir + "/candidates/sampled-20.test.jsonl"
     lists = {c.user_id: c for c in CandidateSet.load(__import__("pathlib").Path(path)).lists}
-    for name, extra in (("ease", []), ("sasrec", ["baseline.epochs=2", "baseline.max_len=10"])):
+    for name, extra in (("ease", []), ("sasrec", ["baseline.sasrec.epochs=2", "baseline.sasrec.max_len=10"])):
         res = baseline.run(with_(prepared, f"baseline.name={name}", "baseline.top_k=0", *extra), log=lambda *_: None)
         (run_dir,) = res.run_dirs
         rows = [json.loads(x) for x in (run_dir / "ranks.jsonl").read_text().splitlines()]

@@ -20,7 +20,8 @@ from llmrec.config import apply_overrides, from_dict, load_config, to_dict
 from llmrec.errors import ConfigError, DataError
 from llmrec.eval import runs
 from llmrec.eval.runs import read_ranks
-from llmrec.recipes import rank, rank_ray
+from llmrec.jobs import ray as rank_ray
+from llmrec.recipes import rank
 from llmrec.scoring.rank import Scored
 
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # actors cannot import this test module
@@ -62,7 +63,7 @@ def test_ray_job_ranks_as_the_single_process_job(prepared, ray_cluster, tmp_path
     """The real model on two actors, blocks of 3 users: the same users, order, scores and metrics."""
     cfg = with_(prepared, "rank.template=letters/candidates_v1", "rank.users=7", "rank.batch_users=3")
     local = rank.run(with_(cfg, f"rank.run_dir={tmp_path / 'local'}"), **QUIET)
-    ray_cfg = with_(cfg, "rank.engine=ray", "rank.actors=2", "rank.block_users=3", f"rank.run_dir={tmp_path / 'ray'}")
+    ray_cfg = with_(cfg, "rank.engine=ray", "rank.ray.actors=2", "rank.ray.block_users=3", f"rank.run_dir={tmp_path / 'ray'}")
     res = rank.run(ray_cfg, **QUIET)
     a, b = read_ranks(local.run_dir), read_ranks(res.run_dir)
     assert [r["user_id"] for r in b] == [r["user_id"] for r in a] == [str(u) for u in range(1, 8)]
@@ -81,7 +82,7 @@ def test_ray_job_ranks_as_the_single_process_job(prepared, ray_cluster, tmp_path
 
 
 def test_interrupted_ray_job_reruns_each_user_once(prepared, ray_cluster, tmp_path, monkeypatch):
-    cfg = with_(prepared, "rank.engine=ray", "rank.actors=1", "rank.block_users=100",
+    cfg = with_(prepared, "rank.engine=ray", "rank.ray.actors=1", "rank.ray.block_users=100",
                 f"rank.run_dir={tmp_path / 'run'}")
     commit, calls = rank_ray._commit, []
 
@@ -119,7 +120,7 @@ def test_bad_input_stops_the_ray_job_with_the_readers_message(prepared, ray_clus
     recs = [{"user_id": r["user_id"], "history": ["1", "2"], "candidates": r["candidates"]} for r in map(json.loads, lines)]
     recs[250]["candidates"] = ["50", "no-such-item"]
     (tmp_path / "users.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    cfg = with_(prepared, "rank.engine=ray", "rank.block_users=100", f"rank.input={tmp_path / 'users.jsonl'}",
+    cfg = with_(prepared, "rank.engine=ray", "rank.ray.block_users=100", f"rank.input={tmp_path / 'users.jsonl'}",
                 f"rank.run_dir={tmp_path / 'run'}")
     with pytest.raises(DataError, match=r"users.jsonl:251: user '251': unknown item id 'no-such-item'"):
         rank.run(cfg, make_scorer=position(), **QUIET)
@@ -130,7 +131,7 @@ def test_bad_input_stops_the_ray_job_with_the_readers_message(prepared, ray_clus
 
 def test_a_dead_actor_is_restarted_and_its_block_redone(prepared, ray_cluster, tmp_path):
     marker = tmp_path / "crashed"
-    cfg = with_(prepared, "rank.engine=ray", "rank.actors=2", "rank.block_users=50", "rank.users=300",
+    cfg = with_(prepared, "rank.engine=ray", "rank.ray.actors=2", "rank.ray.block_users=50", "rank.users=300",
                 f"rank.run_dir={tmp_path / 'run'}")
     res = rank.run(cfg, make_scorer=position(crash_user="120", marker=str(marker)), **QUIET)
     assert marker.is_file()  # the actor did die, on user 120's block
@@ -147,8 +148,8 @@ def test_parquet_in_and_out(prepared, ray_cluster, tmp_path):
              "candidates": r["candidates"], "positive": r["positive"]} for r in map(json.loads, lines)]
     (tmp_path / "users.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
     pq.write_table(pa.Table.from_pylist(recs), tmp_path / "users.parquet", row_group_size=16)
-    cfg = with_(prepared, "rank.engine=ray", "rank.block_users=10")
-    out = rank.run(with_(cfg, f"rank.input={tmp_path / 'users.parquet'}", "rank.output=parquet",
+    cfg = with_(prepared, "rank.engine=ray", "rank.ray.block_users=10")
+    out = rank.run(with_(cfg, f"rank.input={tmp_path / 'users.parquet'}", "rank.ray.output=parquet",
                          f"rank.run_dir={tmp_path / 'pq'}"), make_scorer=position(), **QUIET)
     ref = rank.run(with_(cfg, f"rank.input={tmp_path / 'users.jsonl'}", f"rank.run_dir={tmp_path / 'js'}"),
                    make_scorer=position(), **QUIET)
@@ -168,24 +169,24 @@ def test_parquet_in_and_out(prepared, ray_cluster, tmp_path):
 
 def test_config_of_the_ray_engine():
     base = load_config(None)
-    with pytest.raises(ConfigError, match="rank.shards' was removed: data-parallel ranking runs on Ray"):
+    with pytest.raises(ConfigError, match="rank.shards' moved: data-parallel ranking runs on Ray"):
         load_config(None, ["rank.shards=2"])
-    with pytest.raises(ConfigError, match="rank.output=parquet is written by the Ray engine"):
-        with_(base, "rank.output=parquet")
-    with pytest.raises(ConfigError, match="rank.engine: expected local or ray; got 'spark'"):
+    with pytest.raises(ConfigError, match="rank.ray.output=parquet is written by the Ray engine"):
+        with_(base, "rank.ray.output=parquet")
+    with pytest.raises(ConfigError, match="rank.engine: expected one of local, ray; got 'spark'"):
         with_(base, "rank.engine=spark")
-    with pytest.raises(ConfigError, match="rank.gpus_per_actor: must be >= 0"):
-        with_(base, "rank.gpus_per_actor=-2")
+    with pytest.raises(ConfigError, match="rank.ray.gpus_per_actor: must be >= 0"):
+        with_(base, "rank.ray.gpus_per_actor=-2")
 
 
 def test_sizing_follows_the_cluster(ray_cluster):
     base = with_(load_config(None), "rank.engine=ray")
     assert rank_ray.sizing(base) == {"actors": 1, "gpus_per_actor": 0.0, "cpus_per_actor": 2.0}
-    assert rank_ray.sizing(with_(base, "rank.actors=2")) == {"actors": 2, "gpus_per_actor": 0.0, "cpus_per_actor": 1.0}
-    with pytest.raises(ConfigError, match="rank.gpus_per_actor=1, but the Ray cluster has 0 GPUs"):
-        rank_ray.sizing(with_(base, "rank.gpus_per_actor=1"))
+    assert rank_ray.sizing(with_(base, "rank.ray.actors=2")) == {"actors": 2, "gpus_per_actor": 0.0, "cpus_per_actor": 1.0}
+    with pytest.raises(ConfigError, match="rank.ray.gpus_per_actor=1, but the Ray cluster has 0 GPUs"):
+        rank_ray.sizing(with_(base, "rank.ray.gpus_per_actor=1"))
     with pytest.raises(ConfigError, match="3 actors .* do not fit the Ray cluster"):
-        rank_ray.sizing(with_(base, "rank.actors=3"))
+        rank_ray.sizing(with_(base, "rank.ray.actors=3"))
 
 
 @pytest.mark.slow
@@ -195,10 +196,10 @@ def test_ctrl_c_stops_the_ray_job_and_a_rerun_finishes_it(prepared, ray_cluster,
     import psutil
 
     run_dir = tmp_path / "run"
-    overrides = ["rank.template=letters/candidates_v1", "rank.users=12", "rank.engine=ray", "rank.block_users=3",
+    overrides = ["rank.template=letters/candidates_v1", "rank.users=12", "rank.engine=ray", "rank.ray.block_users=3",
                  f"rank.run_dir={run_dir}"]
     proc = subprocess.Popen([sys.executable, "-m", "llmrec.cli", "rank", "--config",
-                             str(Path(prepared.out_dir) / "config.toml"), *overrides, "rank.ray_address=local"],
+                             str(Path(prepared.out_dir) / "config.toml"), *overrides, "rank.ray.address=local"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and not rank_ray.read_log(run_dir):

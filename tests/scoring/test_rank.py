@@ -11,7 +11,7 @@ from llmrec.scoring.rank import LLMRanker, UserQuery
 class EchoBackend:
     """Fake: the log-prob of token t is t/1000, so scores reveal which token was read."""
 
-    name, max_length = "echo", 8192
+    name, max_length, caches_prefixes, slots = "echo", 8192, False, None
 
     def next_token_logprobs(self, prompts, token_ids):
         self.prompts = prompts

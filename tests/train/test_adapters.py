@@ -6,11 +6,9 @@ import pytest
 import torch
 
 from llmrec.backends import ScoreRequest
-from llmrec.config import TrainConfig
 from llmrec.errors import ConfigError
-from llmrec.models.adapters import make_peft_config
-from llmrec.models.adapters.lora import lora_config
-from llmrec.models.adapters.prompt_tuning import prompt_tuning_config
+from llmrec.models.adapters import LoraSettings, PromptTuningSettings, make_peft_config
+from tests.conftest import train_cfg
 
 pytestmark = pytest.mark.slow
 TOL = 3e-4  # fp32 summation order (packed vs plain); a random, non-small LoRA B roughly doubles it
@@ -26,8 +24,8 @@ def adapted(request):
 
     path = resolve_model("smollm2-135m-instruct")
     torch.manual_seed(0)
-    own = {"lora": {"lora_rank": 4}, "prompt-tuning": {"num_virtual_tokens": 5}}[request.param]
-    cfg = make_peft_config(TrainConfig(adapter=request.param, **own))
+    own = {"lora": "train.lora.rank=4", "prompt-tuning": "train.prompt_tuning.num_virtual_tokens=5"}[request.param]
+    cfg = make_peft_config(train_cfg(f"train.adapter={request.param}", own))
     if request.param == "lora":
         cfg.init_lora_weights = False  # random B: the adapter changes the scores
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), cfg).eval()
@@ -85,28 +83,22 @@ def test_saved_adapter_scores_equal(adapted, tokenizer, tmp_path):
 
 def test_adapter_settings_are_checked():
     with pytest.raises(ConfigError, match="lm_head"):
-        lora_config(lora_target_modules=("q_proj", "lm_head"))
+        LoraSettings(target_modules=("q_proj", "lm_head"))
     with pytest.raises(ConfigError, match="num_virtual_tokens"):
-        prompt_tuning_config(num_virtual_tokens=0)
-    with pytest.raises(ConfigError, match="train.adapter"):
-        TrainConfig(adapter="ia3")
+        PromptTuningSettings(num_virtual_tokens=0)
+    with pytest.raises(ConfigError, match="train.adapter: unknown adapter kind 'ia3'; known: lora, prompt-tuning"):
+        train_cfg("train.adapter=ia3")
 
 
 def test_each_adapter_gets_only_its_own_settings():
-    lora = make_peft_config(TrainConfig(lora_rank=16, lora_alpha=32, lora_dropout=0.1,
-                                        lora_target_modules=("q_proj", "v_proj")))
+    lora = make_peft_config(train_cfg("train.lora.rank=16", "train.lora.alpha=32", "train.lora.dropout=0.1",
+                                      "train.lora.target_modules=['q_proj', 'v_proj']"))
     assert (lora.r, lora.lora_alpha, lora.lora_dropout, sorted(lora.target_modules)) == (16, 32, 0.1,
                                                                                          ["q_proj", "v_proj"])
-    soft = make_peft_config(TrainConfig(adapter="prompt-tuning", num_virtual_tokens=7, prompt_init_text="Pick one."),
-                            tokenizer_path="some/tokenizer")
+    soft = make_peft_config(train_cfg("train.adapter=prompt-tuning", "train.prompt_tuning.num_virtual_tokens=7",
+                                      "train.prompt_tuning.init_text='Pick one.'"), tokenizer_path="some/tokenizer")
     assert (soft.num_virtual_tokens, soft.prompt_tuning_init_text, soft.tokenizer_name_or_path) == (
         7, "Pick one.", "some/tokenizer")
-    # A setting of the other kind is a wrong argument, not silently dropped.
-    with pytest.raises(TypeError, match="num_virtual_tokens"):
-        lora_config(lora_rank=4, num_virtual_tokens=5)
-    with pytest.raises(TypeError, match="lora_rank"):
-        prompt_tuning_config(num_virtual_tokens=5, lora_rank=4)
-    with pytest.raises(ConfigError, match="^train.lora_rank is a LoRA setting; train.adapter is 'prompt-tuning'"):
-        make_peft_config(TrainConfig(adapter="prompt-tuning", lora_rank=16))
-    with pytest.raises(ConfigError, match="^train.num_virtual_tokens is a prompt-tuning setting; train.adapter is 'lora'"):
-        make_peft_config(TrainConfig(adapter="lora", num_virtual_tokens=8))
+    # The other kind's table is not used: prompt-tuning builds from its own table only.
+    soft = make_peft_config(train_cfg("train.adapter=prompt-tuning", "train.lora.rank=16"))
+    assert soft.num_virtual_tokens == 20 and not hasattr(soft, "r")

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from llmrec.config import TrainConfig, apply_overrides, from_dict, load_config, to_dict
+from llmrec.config import apply_overrides, from_dict, load_config, to_dict
 from llmrec.models.load import resolve_model
 from llmrec.prompts.render import load_template
 from llmrec.train.examples import build_examples, to_hf_dataset
+from tests.conftest import train_cfg
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +26,7 @@ def prepared_valid(tmp_path_factory, ml100k):
         f"out_dir={out}", "candidates.kinds=['sampled']", "split.history_len=3",
         "train.template=title/next_item_v1", "train.max_users=40", "train.history_len=3",
         "train.prefixes_per_user=2", "train.valid_users=16", "train.batch_size=4", "train.max_steps=6",
-        "train.eval_every=3", "train.learning_rate=1e-3", "train.lora_dropout=0.0", "train.warmup_ratio=0", "train.patience=5"])
+        "train.eval_every=3", "train.learning_rate=1e-3", "train.lora.dropout=0.0", "train.warmup_ratio=0", "train.patience=5"])
     prepare.run(cfg, log=lambda *_: None)
     return cfg
 
@@ -78,8 +79,8 @@ def test_train_with_collaborative_tokens_then_rank(prepared_valid, ml100k_vector
     from llmrec.errors import ConfigError
     from llmrec.recipes import rank, train
 
-    cfg = with_(prepared_valid, "train.template=letters/candidates_cf_only_v1", f"train.cf_vectors={ml100k_vectors}",
-                "train.draws=2", "train.cf_unknown_rate=0.1", "train.valid_users=8", "train.max_steps=4",
+    cfg = with_(prepared_valid, "train.template=letters/candidates_cf_only_v1", f"train.cf.vectors={ml100k_vectors}",
+                "train.draws=2", "train.cf.unknown_rate=0.1", "train.valid_users=8", "train.max_steps=4",
                 "train.eval_every=4", f"train.out={tmp_path / 'cf'}")
     logs = []
     res = train.run(cfg, log=logs.append)
@@ -109,8 +110,8 @@ def test_train_with_collaborative_tokens_then_rank(prepared_valid, ml100k_vector
     assert text.count("<empty_output>") == 3 + 1 + 20  # history, user, candidates
     with pytest.raises(TemplateError, match="places collaborative vectors"):
         render_for_user(with_(cfg, "rank.template=letters/candidates_cf_only_v1"), "7")
-    with pytest.raises(ConfigError, match="set train.cf_vectors"):
-        train.run(with_(cfg, "train.cf_vectors=''"), log=lambda *_: None)
+    with pytest.raises(ConfigError, match="set train.cf.vectors"):
+        train.run(with_(cfg, "train.cf.vectors=''"), log=lambda *_: None)
     with pytest.raises(ConfigError, match="has no | cf slot"):
         train.run(with_(cfg, "train.template=title/next_item_v1"), log=lambda *_: None)
     with pytest.raises(ConfigError, match="merge cannot fold"):
@@ -222,7 +223,7 @@ def test_interrupted_training_resumes_to_the_same_weights(ml100k, ml100k_split, 
     def fresh():
         torch.manual_seed(0)
         base = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        return get_peft_model(base, make_peft_config(TrainConfig(lora_rank=2, lora_dropout=0.0)))
+        return get_peft_model(base, make_peft_config(train_cfg("train.lora.rank=2", "train.lora.dropout=0.0")))
 
     args = {"pad_id": tokenizer.pad_token_id, "batch_size": 2, "gradient_accumulation": 2,
             "learning_rate": 1e-3, "epochs": 2, "max_steps": 0, "warmup_ratio": 0.0, "scheduler": "linear",
@@ -260,15 +261,15 @@ def test_interrupted_training_resumes_to_the_same_weights(ml100k, ml100k_split, 
 
 
 def test_collm_second_step_trains_only_the_projector(tiny, ml100k_vectors):
-    """`train.init_adapter` + `train.cf_train=projector`: the loaded LoRA stays as it was."""
+    """`train.init_adapter` + `train.cf.train=projector`: the loaded LoRA stays as it was."""
     from safetensors.torch import load_file
 
     from llmrec.recipes import train
 
     cfg, folder = tiny
     first = folder / "a" / "best"
-    res = train.run(with_(cfg, "train.template=letters/candidates_cf_only_v1", f"train.cf_vectors={ml100k_vectors}",
-                          f"train.init_adapter={first}", "train.cf_train=projector", "train.max_steps=2",
+    res = train.run(with_(cfg, "train.template=letters/candidates_cf_only_v1", f"train.cf.vectors={ml100k_vectors}",
+                          f"train.init_adapter={first}", "train.cf.train=projector", "train.max_steps=2",
                           "train.eval_every=2", f"train.out={folder / 'step2'}"), log=lambda *_: None)
     before, after = (load_file(str(p / "adapter_model.safetensors")) for p in (first, res.adapter_dir.parent / "checkpoint" / "adapter"))
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
@@ -277,15 +278,15 @@ def test_collm_second_step_trains_only_the_projector(tiny, ml100k_vectors):
 
 
 def test_curriculum_trains_on_text_twins_then_hybrid_prompts(tiny, ml100k_vectors):
-    """`train.curriculum`: the examples carry the text-only twin's prompts (no slot ids), paired
+    """`train.cf.curriculum`: the examples carry the text-only twin's prompts (no slot ids), paired
     with the hybrid ones; a wrong twin is refused; a CoLLM second step starts from the residual weight."""
     import datasets
     from llmrec.errors import ConfigError
     from llmrec.recipes import train
 
     cfg, folder = tiny
-    cfg = with_(cfg, "train.template=letters/candidates_cf_v1", "train.curriculum=letters/candidates_v1",
-                f"train.cf_vectors={ml100k_vectors}", "train.cf_residual=true", "train.targets=train",
+    cfg = with_(cfg, "train.template=letters/candidates_cf_v1", "train.cf.curriculum=letters/candidates_v1",
+                f"train.cf.vectors={ml100k_vectors}", "train.cf.residual=true", "train.targets=train",
                 "train.max_steps=2", "train.eval_every=2", f"train.out={folder / 'llara'}")
     res = train.run(cfg, log=lambda *_: None)
     assert (res.adapter_dir / "cf_projector.safetensors").is_file()
@@ -302,8 +303,8 @@ def test_curriculum_trains_on_text_twins_then_hybrid_prompts(tiny, ml100k_vector
         assert answer == [t for t, lab in zip(row["text_input_ids"], row["text_labels"]) if lab != -100]
     for twin in ("letters/candidates_cf_only_v1", "title/next_item_v1"):
         with pytest.raises(ConfigError, match="text-only twin"):
-            train.run(with_(cfg, f"train.curriculum={twin}"), log=lambda *_: None)
+            train.run(with_(cfg, f"train.cf.curriculum={twin}"), log=lambda *_: None)
     logs = []
-    train.run(with_(cfg, "train.curriculum=''", f"train.init_adapter={res.adapter_dir}", "train.cf_train=projector",
+    train.run(with_(cfg, "train.cf.curriculum=''", f"train.init_adapter={res.adapter_dir}", "train.cf.train=projector",
                     "train.max_steps=1", "train.eval_every=1", f"train.out={folder / 'llara2'}"), log=logs.append)
     assert any(line.startswith("projector and residual weight start from") for line in logs)
