@@ -44,6 +44,8 @@ FLAGS = {f.dest or f.names[0].lstrip("-").replace("-", "_"): f for f in (
     Flag(("--name",), "the model to fit (`llmrec baseline --help` lists them)", "baseline.name"),
     Flag(("--template",), "template the adapter learns", "train.template", dest="train_template"),
     Flag(("--adapter",), "adapter kind: lora | prompt-tuning", "train.adapter", dest="adapter_kind"),
+    Flag(("--vectors",), "content-st | content-lm | a baseline run directory with vectors.npz; a+b joins them",
+         "sid.vectors"),
 )}
 MODEL_FLAGS = ("template", "model", "adapter", "backend", "scoring")
 RANK_FLAGS = (*MODEL_FLAGS, "candidates", "input", "users", "run_dir")
@@ -151,6 +153,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from llmrec.recipes import train
 
     train.run(load(args))
+    return 0
+
+
+def cmd_sid(args: argparse.Namespace) -> int:
+    from llmrec.recipes import sid
+
+    sid.run(load(args))
     return 0
 
 
@@ -346,6 +355,12 @@ def _model_parsers(sub) -> None:
             "Builds training examples from the template on the training split, trains a peft adapter with accelerate "
             "(validation NDCG@10, early stopping, best checkpoint) and writes it to train.out/best for "
             "`llmrec rank --adapter`.", ("train_template", "adapter_kind"))
+    p = _parser(sub, "sid", cmd_sid, "semantic IDs: each item as a short code of new tokens, from item vectors",
+                "`sid build` quantises item vectors (sid.vectors: text or a baseline run's) into sid.levels levels of "
+                "sid.codebook codes (residual k-means) plus a level that makes every code unique, and writes "
+                "<out_dir>/sid/<name>/ for `llmrec train train.sid=...`.", ("vectors",), config=False)
+    p.add_argument("action", choices=["build"])  # before the overrides' catch-all positional
+    _add_config_args(p)
     p = _parser(sub, "explain", cmd_explain, "why the knowledge-graph scorer recommends an item: its paths in words",
                 _EXPLAIN_HELP, ("model", "adapter", "backend"), formatter_class=raw)
     p.add_argument("--user", required=True, help="user id, as in the dataset")

@@ -119,7 +119,8 @@ class ModelConfig:
     name: str = "smollm2-135m-instruct"
     adapter: str = ""  # a peft adapter folder
     device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    dtype: Literal["auto", "float32", "bfloat16", "float16", "float64"] = "auto"  # auto: bf16 on GPU, fp32 on CPU;
+    # float64 serves exactness checks on a CPU
 
     def __post_init__(self) -> None:
         check_choices(self, "model")
@@ -168,6 +169,8 @@ class RankConfig:
     seed: int = 0  # candidate order inside list prompts
     batch_users: int = 4  # users per backend call
     top_k: int = 0  # candidates written per user (0: all, ranked)
+    trie: Literal["auto", "always", "never"] = "auto"  # title style: score a list through its token trie (auto: > 64)
+    beam: int = 0  # 0: score every candidate | N: the top rank.top_k by beam search with N beams (title, sid)
     on_unknown: Literal["error", "skip"] = "error"  # unknown item ids: error | skip (drop them, counted)
     run_dir: str = ""  # default: <out_dir>/rank/<template>--<model>--<scoring>--<candidates>
     engine: Literal["local", "ray"] = "local"  # local: this process | ray: Ray Data actors ([rank.ray])
@@ -176,7 +179,11 @@ class RankConfig:
     def __post_init__(self) -> None:
         check_choices(self, "rank")
         registry.BACKENDS.entry(self.backend)
-        _at_least("rank", self, 0, "users", "max_prompt_tokens", "top_k")
+        _at_least("rank", self, 0, "users", "max_prompt_tokens", "top_k", "beam")
+        if self.beam and not self.top_k:
+            raise ConfigError(f"rank.beam={self.beam} generates rank.top_k items per user: set rank.top_k (e.g. 10)")
+        if self.beam and self.engine == "ray":
+            raise ConfigError("rank.beam runs on rank.engine=local (the Ray engine scores given lists only)")
         _at_least("rank", self, 1, "batch_users")
         if self.ray.output == "parquet" and self.engine != "ray":
             raise ConfigError("rank.ray.output=parquet is written by the Ray engine: add rank.engine=ray "
@@ -212,6 +219,24 @@ class BaselineConfig:
     def resolved(self) -> BaselineConfig:
         """This config with the chosen model's table filled in (what a run records)."""
         return dataclasses.replace(self, models=self.models.with_defaults(self.name))
+
+
+@dataclass(frozen=True)
+class SIDConfig:
+    """`[sid]`: semantic IDs (`llmrec sid build`, llmrec/sid/codes.py) from item vectors."""
+
+    vectors: str = "content-st"  # content-st | content-lm | a baseline run directory (vectors.npz); a+b joins
+    levels: int = 3  # quantised levels (a last one makes every code unique)
+    codebook: int = 64  # codes per quantised level
+    seed: int = 0
+    name: str = ""  # the folder <out_dir>/sid/<name> (default: from vectors, levels and codebook)
+
+    def __post_init__(self) -> None:
+        _at_least("sid", self, 1, "levels", "codebook")
+        if self.levels > 8:
+            raise ConfigError(f"sid.levels: at most 8; got {self.levels}")
+        if self.name and not self.name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"sid.name: letters, digits, - and _ only; got {self.name!r}")
 
 
 @dataclass(frozen=True)
@@ -262,6 +287,7 @@ class TrainConfig:
     targets: Literal["auto", "train", "valid"] = "auto"  # auto: valid for `| cf` templates, else train
     draws: int = 1  # examples per target (letters, yesno): each with its own sampled negatives and order
     init_adapter: str = ""  # start from this trained adapter folder (e.g. a text-only LoRA, CoLLM step 1)
+    sid: str = ""  # semantic IDs folder (`llmrec sid build`): its code tokens are added and trained (sid templates)
     cf: CFConfig = field(default_factory=CFConfig)
     adapters: Sections = sections_field("ADAPTERS", flat=True)
 
@@ -368,6 +394,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
     chat: ChatConfig = field(default_factory=ChatConfig)
+    sid: SIDConfig = field(default_factory=SIDConfig)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "backend", self.backend.with_defaults(self.rank.backend))

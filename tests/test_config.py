@@ -153,5 +153,5 @@ def test_sections_per_component(tmp_path):
         load_config(None, ["baseline.nope.x=1"])
     with pytest.raises(ConfigError, match="rank.backend: unknown backend 'tgi'; known: hf, vllm"):
         load_config(None, ["rank.backend=tgi"])
-    with pytest.raises(ConfigError, match="model.dtype: expected one of auto, float32, bfloat16, float16; got 'int8'"):
+    with pytest.raises(ConfigError, match="model.dtype: expected one of auto, float32, bfloat16, float16, float64; got 'int8'"):
         load_config(None, ["model.dtype=int8"])

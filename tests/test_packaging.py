@@ -17,7 +17,8 @@ from llmrec.prompts.render import list_templates, load_template, templates_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = ["letters/candidates_cf_chat_v1", "letters/candidates_cf_only_v1", "letters/candidates_cf_v1",
-           "letters/candidates_chat_v1", "letters/candidates_v1", "title/next_item_chat_v1",
+           "letters/candidates_chat_v1", "letters/candidates_v1", "sid/next_item_titles_v1", "sid/next_item_v1",
+           "title/catalogue_chat_v1", "title/catalogue_v1", "title/next_item_chat_v1",
            "title/next_item_genres_chat_v1", "title/next_item_genres_v1", "title/next_item_v1",
            "yesno/will_like_cf_chat_v1", "yesno/will_like_cf_v1", "yesno/will_like_chat_v1", "yesno/will_like_v1"]
 FROM_CHECKOUT = Path(llmrec.__file__).resolve().parent == REPO / "llmrec"

@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "llmrec"
 
 # Bottom to top: a module may import only from its own sub-package or from one listed before it.
-LAYERS = ("llmrec", "errors", "registry", "settings", "assets", "config", "data", "eval", "prompts", "baselines",
+LAYERS = ("llmrec", "errors", "registry", "settings", "assets", "config", "data", "eval", "prompts", "sid", "baselines",
           "models", "backends", "scoring", "train", "content", "kg", "service", "jobs", "chat", "serve", "recipes",
           "cli")
 

@@ -52,6 +52,11 @@ class Backend(Protocol):
         """Per prompt: log P(t | prompt) for each t in its `token_ids` (letters, Yes/No)."""
         ...
 
+    def tree_logprobs(self, prompt: list[int], tokens: Sequence[int], parents: Sequence[int]) -> np.ndarray:
+        """Per node of a token tree in preorder (`parents[k] < k`, -1: the prompt): log P(tokens[k] |
+        prompt, the tokens on k's path), each node computed once (whole-catalogue scoring)."""
+        ...
+
     def generate(self, prompts: Sequence[list[int]], settings: GenerateSettings, tokenizer: Any) -> list[Generated]:
         """New token ids per prompt under `settings` (`tokenizer` reads the stop string)."""
         ...
@@ -65,10 +70,12 @@ class HFSettings:
 
     batch_tokens: int = 4096  # rows x padded length per forward
     shared_prefix: bool = True  # compute each prompt once for all its candidates (False: the naive reference)
+    tree_chunk: int = 512  # trie nodes per row of whole-catalogue scoring (memory: chunk x vocabulary floats)
 
     def __post_init__(self) -> None:
-        if self.batch_tokens < 1:
-            raise ConfigError(f"backend.hf.batch_tokens: must be >= 1; got {self.batch_tokens}")
+        if self.batch_tokens < 1 or self.tree_chunk < 1:
+            raise ConfigError(f"backend.hf.batch_tokens and tree_chunk: must be >= 1; got {self.batch_tokens}, "
+                              f"{self.tree_chunk}")
 
 
 @dataclass(frozen=True)

@@ -13,15 +13,51 @@ is not a token the model predicts; yes/no reads only the answer token after it).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from llmrec.backends import HFSettings, ScoreRequest
+from llmrec.backends import HFSettings, ScoreRequest, tree
 from llmrec.models.cf import slots_of
 from llmrec.models.generate import Generated, GenerateSettings, hf_generate
 from llmrec.models.load import load_model, pick_device
+
+MAX_SESSION = 20_000  # tree nodes a session keeps (keys and values of ~46 KB each for SmolLM2-135M)
+
+
+class TreeSession:
+    """The keys and values of a prompt and of the tree nodes fed after it (one sequence), where each
+    node's path sits in them and its last hidden state (where its children are read)."""
+
+    def __init__(self, backend: HFBackend, key: tuple, prompt: list[int]) -> None:
+        self.backend, self.key, self.prompt = backend, key, len(prompt)
+        decoder = backend._causal_lm().get_decoder()
+        out = decoder(input_ids=torch.tensor([prompt], device=backend.device),
+                      position_ids=torch.arange(len(prompt), device=backend.device)[None], use_cache=True)
+        self.cache = getattr(out, "cache", None) or out.past_key_values
+        self.prompt_cache = copy.deepcopy(self.cache)  # the prompt's alone, for trees scored in rows
+        self.end = out.last_hidden_state[0, -1]
+        self.at: dict[tuple[int, ...], int] = {}  # path -> index among the fed nodes
+        self.hidden: list[torch.Tensor] = []
+
+    def feed(self, paths: list[tuple[int, ...]], depths: list[int]) -> None:
+        """Append nodes (their parents already fed, or earlier in `paths`) to the cache."""
+        b, p, before = self.backend, self.prompt, len(self.at)
+        local = {path: before + i for i, path in enumerate(paths)}
+        allowed = torch.zeros((len(paths), p + before + len(paths)), dtype=torch.bool)
+        allowed[:, :p] = True
+        for i, path in enumerate(paths):
+            for n in range(1, len(path) + 1):
+                allowed[i, p + (local.get(path[:n]) if path[:n] in local else self.at[path[:n]])] = True
+        mask = torch.zeros(allowed.shape, dtype=b.dtype).masked_fill(~allowed, torch.finfo(b.dtype).min)
+        out = b._causal_lm().get_decoder()(
+            input_ids=torch.tensor([[path[-1] for path in paths]], device=b.device),
+            position_ids=torch.tensor([[p + d for d in depths]], device=b.device),
+            attention_mask=mask[None, None].to(b.device), use_cache=True, **{b._cache_arg(): self.cache})
+        self.hidden.extend(out.last_hidden_state[0])
+        self.at.update(local)
 
 
 class HFBackend:
@@ -36,6 +72,7 @@ class HFBackend:
         self.device = pick_device(device)
         self.shared_prefix = settings.shared_prefix
         self.batch_tokens = settings.batch_tokens
+        self.tree_chunk = settings.tree_chunk
         if model_obj is None:
             model_obj = load_model(model, adapter, device=self.device, dtype=dtype)
         self.dtype = next(model_obj.parameters()).dtype
@@ -88,8 +125,8 @@ class HFBackend:
         return out[:, v:]
 
     def _logprobs_at(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = self._causal_lm().get_output_embeddings()(hidden).float()
-        return torch.log_softmax(logits, dim=-1)
+        logits = self._causal_lm().get_output_embeddings()(hidden)
+        return torch.log_softmax(logits.double() if self.dtype == torch.float64 else logits.float(), dim=-1)
 
     def _batches(self, sizes: list[int]) -> list[list[int]]:
         """Group request indices, longest first, so that rows x padded length <= batch_tokens."""
@@ -157,6 +194,115 @@ class HFBackend:
                     results[i].append(picked[at:at + len(tg)])
                     at += len(tg)
         return results
+
+    @torch.inference_mode()
+    def tree_logprobs(self, prompt: list[int], tokens: Sequence[int], parents: Sequence[int]) -> np.ndarray:
+        """log P(tokens[k] | prompt, the tokens on k's path) for every node of a token tree given in
+        preorder, each node computed once. A node's log-probability is read at its parent (the
+        prompt's end for a first token), so only nodes with children go into the model: appended, up
+        to `tree_chunk` at a time, to the keys and values of the prompt and of the nodes computed
+        before (`TreeSession`), each attending to the prompt, its ancestors and itself at position
+        `prompt length + depth`. The session is kept for the next call on the same prompt, so a beam
+        search feeds each step only its new beams. A soft prompt (prompt-tuning) goes in front of
+        rows of the whole path instead (`llmrec/backends/tree.py`)."""
+        tokens = np.asarray(tokens, dtype=np.int64)
+        parents = np.asarray(parents, dtype=np.int64)
+        if self._virtual_tokens():
+            return self._tree_full_rows(list(prompt), tokens, tree.rows(parents, self.tree_chunk))
+        session = self._session(list(prompt))
+        if (parents >= 0).sum() > self.tree_chunk:  # a large tree (the whole catalogue): rows on the prompt's cache
+            return self._tree_rows(session, tokens, tree.rows(parents, self.tree_chunk))
+        paths: list[tuple[int, ...]] = []
+        for k, p in enumerate(parents):
+            paths.append((paths[p] if p >= 0 else ()) + (int(tokens[k]),))
+        fed = [k for k in np.unique(parents[parents >= 0]) if paths[k] not in session.at]
+        depth = tree.depths(parents)
+        for start in range(0, len(fed), self.tree_chunk):
+            session.feed([paths[k] for k in fed[start:start + self.tree_chunk]],
+                         [int(depth[k]) for k in fed[start:start + self.tree_chunk]])
+        where, inverse = np.unique(parents, return_inverse=True)  # one LM head row per parent
+        states = [session.end if p < 0 else session.hidden[session.at[paths[p]]] for p in where]
+        out = np.empty(len(tokens))
+        for start in range(0, len(where), self.tree_chunk):  # the LM head in slices: chunk x vocabulary floats
+            lp = self._logprobs_at(torch.stack(states[start:start + self.tree_chunk]))
+            mine = np.flatnonzero((inverse >= start) & (inverse < start + self.tree_chunk))
+            out[mine] = lp[torch.as_tensor(inverse[mine] - start), torch.as_tensor(tokens[mine])].cpu().numpy()
+        return out
+
+    def _tree_rows(self, session: TreeSession, tokens: np.ndarray, parts: list[tree.TreeRow]) -> np.ndarray:
+        """A large tree in rows of at most `tree_chunk` fed nodes (each with its first node's
+        ancestors), several rows per forward up to `batch_tokens`, all reading the prompt's keys and
+        values computed once."""
+        out = np.full(len(tokens), np.nan)
+        p = session.prompt
+        for batch in self._batches([p + len(r.nodes) for r in parts]):
+            width = max(len(parts[i].nodes) for i in batch)
+            hidden = None
+            if width:
+                ids = torch.zeros((len(batch), width), dtype=torch.long)
+                pos = torch.full((len(batch), width), p, dtype=torch.long)
+                allowed = torch.zeros((len(batch), width, p + width), dtype=torch.bool)
+                allowed[:, torch.arange(width), p + torch.arange(width)] = True  # pad rows: themselves only
+                for b, i in enumerate(batch):
+                    r, m = parts[i], len(parts[i].nodes)
+                    ids[b, :m] = torch.as_tensor(tokens[r.nodes])
+                    pos[b, :m] = torch.as_tensor(p + r.depth)
+                    allowed[b, :m, :p + m] = torch.as_tensor(tree.allowed(r.parents, p)[p:])
+                mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill(~allowed, torch.finfo(self.dtype).min)
+                past = copy.deepcopy(session.prompt_cache)
+                past.batch_repeat_interleave(len(batch))
+                hidden = self._causal_lm().get_decoder()(
+                    input_ids=ids.to(self.device), attention_mask=mask.unsqueeze(1).to(self.device),
+                    position_ids=pos.to(self.device), use_cache=True, **{self._cache_arg(): past}).last_hidden_state
+            for b, i in enumerate(batch):
+                self._read(parts[i], tokens, session.end, None if hidden is None else hidden[b], out)
+        return out
+
+    def _session(self, prompt: list[int]) -> TreeSession:
+        """The tree session of this prompt (and collaborative stage): kept while the same prompt comes
+        back and the session stays under `MAX_SESSION` tokens, else a new one."""
+        key = (tuple(prompt), None if self.slots is None else self.slots.stage)  # a slot's vector depends on the stage
+        old = getattr(self, "_tree", None)
+        if old is None or old.key != key or len(old.at) > MAX_SESSION:
+            self._tree = TreeSession(self, key, prompt)
+        return self._tree
+
+    def _cache_arg(self) -> str:
+        """The decoder's keyword for a key/value cache (`cache` from transformers 5.2x, `past_key_values` before)."""
+        import inspect
+
+        return "cache" if "cache" in inspect.signature(self._causal_lm().get_decoder().forward).parameters \
+            else "past_key_values"
+
+    def _read(self, r: tree.TreeRow, tokens: np.ndarray, end: torch.Tensor, hidden: torch.Tensor | None,
+              out: np.ndarray) -> None:
+        """The log-probabilities a row gives: each read node at its parent's place (or the prompt's end)."""
+        if not len(r.reads):
+            return
+        where, inverse = np.unique(r.read_at, return_inverse=True)
+        states = torch.stack([end if w < 0 else hidden[w] for w in where])
+        lp = self._logprobs_at(states)
+        out[r.reads] = lp[torch.as_tensor(inverse), torch.as_tensor(tokens[r.reads])].cpu().numpy().astype(np.float64)
+
+    def _tree_full_rows(self, prompt: list[int], tokens: np.ndarray, parts: list[tree.TreeRow]) -> np.ndarray:
+        """`tree_logprobs` with the prompt in every row (a soft prompt goes in front of each)."""
+        out = np.full(len(tokens), np.nan)
+        p = len(prompt)
+        for batch in self._batches([p + len(r.nodes) for r in parts]):
+            width = max(p + len(parts[i].nodes) for i in batch)
+            ids = torch.zeros((len(batch), width), dtype=torch.long)
+            pos = torch.zeros((len(batch), width), dtype=torch.long)
+            allowed = torch.eye(width, dtype=torch.bool).repeat(len(batch), 1, 1)  # pad rows: themselves only
+            for b, i in enumerate(batch):
+                r, n = parts[i], p + len(parts[i].nodes)
+                ids[b, :n] = torch.tensor(prompt + tokens[r.nodes].tolist())
+                pos[b, :n] = torch.cat([torch.arange(p), torch.as_tensor(p + r.depth)])
+                allowed[b, :n, :n] = torch.as_tensor(tree.allowed(r.parents, p))
+            mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill(~allowed, torch.finfo(self.dtype).min)
+            hidden = self._hidden(ids.to(self.device), mask.unsqueeze(1).to(self.device), pos.to(self.device))
+            for b, i in enumerate(batch):
+                self._read(parts[i], tokens, hidden[b, p - 1], hidden[b, p:], out)
+        return out
 
     @torch.inference_mode()
     def next_token_logprobs(self, prompts: Sequence[list[int]], token_ids: Sequence[list[int]]) -> list[np.ndarray]:

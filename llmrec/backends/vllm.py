@@ -57,9 +57,11 @@ class Adapter:
     rank: int = 0  # LoRA
     embeds: Any = None  # prompt-tuning: (num_virtual_tokens, hidden) tensor
     slots: Any = None  # collaborative tokens: the adapter's `SlotTable` (cf.json + projector), else None
+    served: str = ""  # the folder vLLM loads as the LoRA (default: `path`)
+    base: str = ""  # a model folder this adapter needs as the engine's base (semantic IDs: their token rows)
 
 
-def read_adapter(path: str, name: str = "") -> Adapter:
+def read_adapter(path: str, name: str = "", model_path: str = "") -> Adapter:
     """Inspect a peft folder and refuse what vLLM cannot serve, saying which backend can."""
     folder = Path(path)
     cfg_file = folder / "adapter_config.json"
@@ -84,6 +86,12 @@ def read_adapter(path: str, name: str = "") -> Adapter:
         if slots is not None and any("embed" in t for t in [*targets, *(cfg.get("modules_to_save") or [])]):
             raise ConfigError(f"{path}: a LoRA on the input embeddings with collaborative tokens cannot be served "
                               "by vLLM (its prompts go as embedding rows); rank with rank.backend=hf")
+        if cfg.get("trainable_token_indices"):  # semantic IDs: new token rows ride with the LoRA
+            if slots is not None:
+                raise ConfigError(f"{path}: new tokens with collaborative tokens cannot be served by vLLM; rank with "
+                                  "rank.backend=hf")
+            base, served = export_new_tokens(str(folder), model_path)
+            return Adapter(name, str(folder), "lora", rank=int(cfg.get("r", 8)), served=served, base=base)
         return Adapter(name, str(folder), "lora", rank=int(cfg.get("r", 8)), slots=slots)
     if kind == "PROMPT_TUNING":
         from safetensors.torch import load_file
@@ -94,6 +102,43 @@ def read_adapter(path: str, name: str = "") -> Adapter:
         return Adapter(name, str(folder), "prompt-tuning", embeds=weights["prompt_embeddings"], slots=slots)
     raise ConfigError(f"{path}: peft type {kind!r} cannot be served by vLLM here (LoRA and prompt-tuning "
                       "can); rank with rank.backend=hf")
+
+
+def export_new_tokens(adapter: str, model_path: str) -> tuple[str, str]:
+    """An adapter that trained new token rows (semantic IDs, peft's trainable tokens), as vLLM serves
+    it: the base model with those rows written in (`<adapter>/vllm/model`) and the LoRA alone
+    (`<adapter>/vllm/lora`). Made once and kept beside the adapter, remade when it changes."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from llmrec.models.adapters import adapter_sha256
+    from llmrec.models.load import load_model, load_tokenizer
+
+    folder = Path(adapter) / "vllm"
+    stamp = folder / "adapter.sha256"
+    digest = adapter_sha256(adapter)
+    if stamp.is_file() and stamp.read_text() == digest:
+        return str(folder / "model"), str(folder / "lora")
+    shutil.rmtree(folder, ignore_errors=True)
+    tokenizer = load_tokenizer(model_path, adapter)
+    tuned = load_model(model_path, adapter, device="cpu", dtype=torch.float32, collaborative=False)
+    base = load_model(model_path, device="cpu", dtype=torch.float32)
+    base.resize_token_embeddings(max(len(tokenizer), base.get_input_embeddings().num_embeddings), mean_resizing=False)
+    ids = torch.arange(base.get_input_embeddings().num_embeddings)
+    with torch.no_grad():
+        base.get_input_embeddings().weight.copy_(tuned.get_input_embeddings()(ids))
+    base.save_pretrained(folder / "model")
+    tokenizer.save_pretrained(folder / "model")
+    (folder / "lora").mkdir(parents=True)
+    cfg = json.loads((Path(adapter) / "adapter_config.json").read_text())
+    cfg["trainable_token_indices"] = None
+    (folder / "lora" / "adapter_config.json").write_text(json.dumps(cfg, indent=1))
+    weights = load_file(str(Path(adapter) / "adapter_model.safetensors"))
+    save_file({k: v for k, v in weights.items() if "lora_" in k}, str(folder / "lora" / "adapter_model.safetensors"))
+    stamp.write_text(digest)
+    return str(folder / "model"), str(folder / "lora")
 
 
 def check_slots(adapter: Adapter, model_path: str) -> str:
@@ -150,7 +195,8 @@ class VLLMBackend:
         s = settings or VLLMSettings()
         self.settings = s
         paths = [p for p in (adapter, *adapters) if p]
-        self.adapters = {a.path: a for a in (read_adapter(p) for p in paths)}
+        model_path = str(resolve_model(model))
+        self.adapters = {a.path: a for a in (read_adapter(p, model_path=model_path) for p in paths)}
         loras = [a for a in self.adapters.values() if a.kind == "lora"]
         if s.max_loras and s.max_loras <= len(loras):
             raise ConfigError(f"backend.vllm.max_loras={s.max_loras} with {len(loras)} LoRA adapters: base and adapter "
@@ -164,7 +210,10 @@ class VLLMBackend:
         self.dtype = torch_dtype
         if not cuda:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(s.cpu_kv_cache_gb))
-        path = str(resolve_model(model))
+        bases = {a.base for a in self.adapters.values() if a.base}
+        if len(bases) > 1:
+            raise ConfigError(f"adapters with new tokens need one base each ({sorted(bases)}); serve one at a time")
+        path = bases.pop() if bases else model_path
         kwargs: dict[str, Any] = {
             "model": path, "dtype": str(torch_dtype).removeprefix("torch."), "seed": s.seed,
             "enforce_eager": s.enforce_eager, "tensor_parallel_size": s.tensor_parallel_size,
@@ -287,7 +336,7 @@ class VLLMBackend:
         if self.active and self.active.kind == "lora":
             from vllm.lora.request import LoRARequest
 
-            lora = LoRARequest(self.active.name, self._lora_ids[self.active.path], self.active.path)
+            lora = LoRARequest(self.active.name, self._lora_ids[self.active.path], self.active.served or self.active.path)
         return self.llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
 
     # -- protocol ------------------------------------------------------------------------------
@@ -317,6 +366,32 @@ class VLLMBackend:
         out = [[np.array([np.nan if t >= vocab else 0.0 for t in c]) for c in r.continuations] for r in requests]
         for (i, k, j, t), o in zip(where, self._generate(prompts, params) if prompts else []):
             out[i][k][j] = o.outputs[0].logprobs[0][t].logprob
+        return out
+
+    def tree_logprobs(self, prompt: list[int], tokens: Sequence[int], parents: Sequence[int]) -> np.ndarray:
+        """One request per internal node (the prompt and the node's path, `max_tokens=1`) reading its
+        children's tokens with `logprob_token_ids`: the prefix cache shares every path's computation,
+        so each node is computed once, as the transformers backend's packed trie does."""
+        from vllm import SamplingParams
+
+        tokens = [int(t) for t in tokens]
+        path: list[list[int]] = []
+        children: dict[int, list[int]] = {}
+        for k, p in enumerate(int(x) for x in parents):
+            path.append((path[p] if p >= 0 else []) + [tokens[k]])
+            children.setdefault(p, []).append(k)
+        prompts, params, reads = [], [], []
+        for p, kids in children.items():
+            for start in range(0, len(kids), MAX_ANSWER_IDS):
+                part = kids[start:start + MAX_ANSWER_IDS]
+                prompts.append(self._prompt(list(prompt) + (path[p] if p >= 0 else [])))
+                params.append(SamplingParams(max_tokens=1, temperature=0.0, detokenize=False,
+                                             logprob_token_ids=list(dict.fromkeys(tokens[c] for c in part))))
+                reads.append(part)
+        out = np.full(len(tokens), np.nan)
+        for part, o in zip(reads, self._generate(prompts, params) if prompts else []):
+            for c in part:
+                out[c] = o.outputs[0].logprobs[0][tokens[c]].logprob
         return out
 
     def next_token_logprobs(self, prompts: Sequence[list[int]], token_ids: Sequence[list[int]]) -> list[np.ndarray]:

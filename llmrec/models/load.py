@@ -32,7 +32,8 @@ def pick_dtype(dtype: str, device: str):
         if device.startswith("cuda"):
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16,
+            "float64": torch.float64}[dtype]
 
 
 def resolved_dtype(model) -> str:
@@ -41,9 +42,12 @@ def resolved_dtype(model) -> str:
     return str(pick_dtype(model.dtype, pick_device(model.device))).removeprefix("torch.")
 
 
-def load_tokenizer(name: str):
+def load_tokenizer(name: str, adapter: str = ""):
+    """The model's tokenizer, or the one an adapter saved with tokens it added (semantic-ID codes)."""
     from transformers import AutoTokenizer
 
+    if adapter and (Path(adapter) / "tokenizer_config.json").is_file():
+        return AutoTokenizer.from_pretrained(adapter)
     return AutoTokenizer.from_pretrained(resolve_model(name))
 
 
@@ -68,6 +72,9 @@ def load_model(name: str, adapter: str = "", *, device: str = "auto", dtype: Any
     if adapter:
         from peft import PeftModel
 
+        added = len(load_tokenizer(name, adapter)) - model.get_input_embeddings().num_embeddings
+        if added > 0:  # an adapter that trained new tokens (semantic IDs) brings their rows
+            model.resize_token_embeddings(model.get_input_embeddings().num_embeddings + added, mean_resizing=False)
         model = PeftModel.from_pretrained(model, adapter, is_trainable=trainable)
         if collaborative:
             from llmrec.models import cf

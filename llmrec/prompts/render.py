@@ -32,6 +32,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.resources
+import json
 import re
 import time
 import traceback
@@ -233,6 +234,13 @@ class Template:
         return hashlib.sha256(self.source.encode()).hexdigest()
 
     @property
+    def end(self) -> str:
+        """What follows an item's text in a title-style answer (header `end`): "" (nothing), a JSON
+        string such as "\\n", or EOS (the tokenizer's end-of-sequence token). Scored with the text,
+        it keeps a title that is the prefix of another from winning over the whole catalogue."""
+        return parse_end(self.path, self.header.get("end", ""))
+
+    @property
     def uses_cf(self) -> bool:
         """Whether the template places collaborative vectors (the `cf` filter)."""
         return re.search(r"\|\s*cf\b", self.source) is not None
@@ -294,6 +302,24 @@ def _compile_target(path: Path, source: str, header: dict[str, str]) -> jinja2.T
                             f"{e.message}") from None
 
 
+EOS = "<eos>"  # `end: eos` in a header: the tokenizer's end-of-sequence token ends an item's answer
+
+
+def parse_end(path: Path, raw: str) -> str:
+    if not raw:
+        return ""
+    if raw == "eos":
+        return EOS
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, str) or not value:
+        raise TemplateError(f"{path}: header 'end' must be eos or a quoted non-empty string such as \"\\n\"; "
+                            f"got {raw!r}")
+    return value
+
+
 def parse_header(path: Path, source: str) -> dict[str, str]:
     m = _HEADER.match(source)
     if not m:
@@ -338,6 +364,7 @@ def load_template(name_or_path: str, kind: str | None = None) -> Template:
     except jinja2.TemplateSyntaxError as e:
         raise TemplateError(f"{path}:{e.lineno}: {e.message}") from None
     _compile_target(path, source, header)
+    parse_end(path, header.get("end", ""))
     return Template(name, path.resolve(), style, chat == "true", header, source)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from llmrec.data.dataset import Dataset, Interaction
 from llmrec.errors import TemplateError
 from llmrec.prompts.build import BuiltPrompt, PromptBuilder, item_vars
-from llmrec.prompts.render import Template
+from llmrec.prompts.render import EOS, Template
 from llmrec.prompts.slots import SlotIds
 from llmrec.registry import STYLES
 
@@ -45,6 +45,8 @@ class PromptStyle:
         self.builder = PromptBuilder(template, tokenizer, max_tokens, dataset.item_noun, slots)
         self.style_impl = STYLES.get(template.style)()
         self._single: dict[tuple[str, str], int] = {}
+        self._targets: dict[tuple[str, str], list[int]] = {}  # (prompt's end, item) -> answer ids
+        self._lengths: dict[str, int] = {}  # item -> tokens of its answer on its own (the prompt budget's reserve)
 
     @property
     def style(self) -> str:
@@ -57,6 +59,30 @@ class PromptStyle:
     def target_text(self, item_id: str) -> str:
         """The scored text of an item (title style), from the template's `target` header."""
         return self.template.render_target(item_vars(self.dataset.items[item_id]))
+
+    def target_ids(self, prompt: BuiltPrompt, item_id: str) -> list[int]:
+        """The token ids scored for an item after `prompt` (title style): its target text and the
+        template's `end`, tokenised as the model sees them after the prompt. Cached by the prompt's
+        last characters (the boundary depends only on how the prompt ends), so a catalogue of
+        thousands of items is tokenised once per template, not once per user."""
+        key = (prompt.text[-32:], item_id)
+        if key not in self._targets:
+            end = self.template.end
+            text = self.target_text(item_id)
+            if end == EOS:
+                ids = [*self.builder.answer_ids(prompt, text), self.tokenizer.eos_token_id]
+            else:
+                ids = self.builder.answer_ids(prompt, text + end)
+            self._targets[key] = ids
+        return self._targets[key]
+
+    def target_length(self, item_id: str) -> int:
+        """Tokens of an item's answer tokenised on its own: what a prompt leaves room for."""
+        if item_id not in self._lengths:
+            end = self.template.end
+            text = self.target_text(item_id) + ("" if end == EOS else end)
+            self._lengths[item_id] = len(self.tokenizer(text, add_special_tokens=False).input_ids) + (end == EOS)
+        return self._lengths[item_id]
 
     def answer_token(self, prompt: BuiltPrompt, answer: str) -> int:
         """The single token the model emits for `answer` after `prompt` (letters, Yes/No)."""
@@ -74,6 +100,9 @@ class PromptStyle:
         """The scored sequences for one user, as the template's registered style builds them: one
         Scorable (title, letters) or one per item (yesno). `items` are shown in the order given: a
         caller that wants a shuffled list shuffles first."""
+        items_of = self.dataset.items  # history entries read as this dataset's items (e.g. with their codes)
+        history = [e if items_of.get(e.item.id, e.item) is e.item else Interaction(items_of[e.item.id], e.rating,
+                                                                                    e.timestamp) for e in history]
         return self.style_impl.build(self, user_id, history, items)
 
     def null_prompt(self) -> BuiltPrompt:

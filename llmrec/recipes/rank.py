@@ -49,7 +49,8 @@ def default_run_dir(cfg: Config, label: str | None = None) -> Path:
     name = f"{template.replace('/', '-')}--{Path(cfg.model.name).name}"
     if cfg.model.adapter:
         name += f"--{adapter_label(cfg.model.adapter)}"
-    return Path(cfg.out_dir) / "rank" / f"{name}--{cfg.rank.scoring}--{source}"
+    beam = f"--beam{cfg.rank.beam}" if cfg.rank.beam else ""
+    return Path(cfg.out_dir) / "rank" / f"{name}--{cfg.rank.scoring}--{source}{beam}"
 
 
 def score_settings(cfg: Config, template: Template, source: str, source_sha256: str, dataset_hash: str,
@@ -63,6 +64,7 @@ def score_settings(cfg: Config, template: Template, source: str, source_sha256: 
         "seed": cfg.rank.seed, "source": source, "source_sha256": source_sha256,
         "dataset_hash": dataset_hash, "history_len": cfg.split.history_len,
         "max_prompt_tokens": cfg.rank.max_prompt_tokens, "top_k": cfg.rank.top_k, "on_unknown": cfg.rank.on_unknown,
+        **({"beam": cfg.rank.beam} if cfg.rank.beam else {}),
     }
 
 
@@ -114,13 +116,37 @@ def run(cfg: Config, log=print, make_scorer=None) -> RankResult:
         order = {q.user_id for q in job.queries}
         mine = [r for r in rows if r["user_id"] in order]
         metrics = metrics_of_rows(mine)
+        generation = {"generation": generation_stats(mine, job)} if cfg.rank.beam else {}
         writer.finish(metrics, users=len(mine), rows_in_file=len(rows), users_ranked_now=len(todo),
                       seconds_now=round(elapsed, 2),
-                      users_per_second=round(len(todo) / elapsed, 3) if todo and elapsed else None)
+                      users_per_second=round(len(todo) / elapsed, 3) if todo and elapsed else None, **generation)
     log(f"ranked {len(todo)} users in {elapsed:.1f}s ({resumed} resumed); skipped: {job.skipped or 'none'}")
     log(f"run directory: {run_dir}")
     log("metrics: " + ", ".join(f"{k}={v:.4f}" if k != "users" else f"users={v}" for k, v in metrics.items()))
     return RankResult(run_dir, metrics, len(todo), resumed, job.skipped)
+
+
+def row(s, job: queries.Job, top_k: int) -> dict[str, Any]:
+    """A user's ranks row; a generated list that lacks the held-out item counts as a miss."""
+    positive = job.positives[s.user_id]
+    missed = s.user_id in job.missed or (positive is not None and positive not in s.candidates)
+    r = runs.rank_row(s.user_id, s.candidates, s.scores, None if missed else positive, top_k, missed,
+                      dropped_history=s.dropped, prompt_tokens=s.prompt_tokens)
+    r["positive"] = positive
+    return r
+
+
+def generation_stats(rows: list[dict[str, Any]], job: queries.Job) -> dict[str, float]:
+    """Shares of generated items that are not candidates (invalid), repeated in a list, or in the
+    user's history, and how often the held-out item was generated (all but the last are 0 by
+    construction of the trie search: counted, not assumed)."""
+    allowed = {q.user_id: set(q.candidates) for q in job.queries}
+    seen = {q.user_id: {h.item.id for h in q.history} for q in job.queries}
+    n = sum(len(r["candidates"]) for r in rows) or 1
+    return {"items": n, "invalid": sum(c not in allowed[r["user_id"]] for r in rows for c in r["candidates"]) / n,
+            "duplicates": sum(len(r["candidates"]) - len(set(r["candidates"])) for r in rows) / n,
+            "history_repeats": sum(c in seen[r["user_id"]] for r in rows for c in r["candidates"]) / n,
+            "positive_found": sum(not r.get("missed") for r in rows) / max(len(rows), 1)}
 
 
 def _on_ray(cfg: Config, template: Template, prepared: Prepared, ds, run_dir: Path, log, make_scorer) -> RankResult:
@@ -155,9 +181,8 @@ def rank_users(cfg: Config, template: Template, ds, job: queries.Job, todo: list
         with stop, tqdm(total=len(job.queries), initial=resumed, unit="user", desc="rank", dynamic_ncols=True) as bar:
             for start in range(0, len(todo), cfg.rank.batch_users):
                 chunk = todo[start:start + cfg.rank.batch_users]
-                writer.append([runs.rank_row(s.user_id, s.candidates, s.scores, job.positives[s.user_id],
-                                             cfg.rank.top_k, s.user_id in job.missed, dropped_history=s.dropped,
-                                             prompt_tokens=s.prompt_tokens) for s in ranker.score(chunk)])
+                scored = ranker.generate(chunk, cfg.rank.top_k, cfg.rank.beam) if cfg.rank.beam else ranker.score(chunk)
+                writer.append([row(s, job, cfg.rank.top_k) for s in scored])
                 bar.update(len(chunk))
                 if stop.requested:
                     raise KeyboardInterrupt

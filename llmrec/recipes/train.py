@@ -67,6 +67,10 @@ def checkpoint_settings(cfg: Config, template, split: Split, split_path: Path) -
         extra["init_adapter.sha256"] = adapter_sha256(cfg.train.init_adapter)
     if cfg.train.cf.curriculum:
         extra["curriculum.sha256"] = load_template(cfg.train.cf.curriculum).sha256
+    if cfg.train.sid:
+        from llmrec.sid.codes import SemanticIDs
+
+        extra["sid.sha256"] = SemanticIDs.load(cfg.train.sid).sha256
     return {**train, **extra, "model.name": cfg.model.name, "template.sha256": template.sha256,
             "data.hash": split.dataset_hash, "split.sha256": hashlib.sha256(split_path.read_bytes()).hexdigest(),
             "candidates.n": cfg.candidates.n, "split.history_len": cfg.split.history_len}
@@ -90,8 +94,8 @@ def resolved_targets(cfg: Config, template) -> str:
     return "valid" if template.uses_cf else "train"
 
 
-def check_cf(cfg: Config, template) -> None:
-    """Collaborative-token settings must match the template before anything loads."""
+def check_settings(cfg: Config, template) -> None:
+    """Collaborative-token and semantic-ID settings must match the template before anything loads."""
     from llmrec.models import cf
 
     t, c = cfg.train, cfg.train.cf
@@ -114,6 +118,14 @@ def check_cf(cfg: Config, template) -> None:
         raise ConfigError("train.merge cannot fold the collaborative-token projector into the weights; leave it off")
     if c.train == "projector" and not template.uses_cf:
         raise ConfigError("train.cf.train=projector trains the projector of a | cf template only")
+    needs_sid = STYLES.entry(template.style).capabilities.get("needs_sid", False)
+    if needs_sid and not t.sid:
+        raise ConfigError(f"{template.name} shows items as semantic IDs: set train.sid to a folder `llmrec sid build` "
+                          "wrote, e.g. train.sid=runs/ml-100k/sid/content-st-3x64")
+    if t.sid and not needs_sid:
+        raise ConfigError(f"train.sid is set but {template.name} shows no codes; use a sid template (sid/next_item_v1)")
+    if t.sid and t.init_adapter:
+        raise ConfigError("train.sid starts a new adapter with new token rows; it cannot start from train.init_adapter")
     if c.curriculum:
         twin = load_template(c.curriculum)
         if not template.uses_cf or twin.uses_cf or twin.style != template.style:
@@ -133,6 +145,7 @@ def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_
     import hashlib
 
     import datasets
+    from llmrec.sid.codes import SemanticIDs
     from llmrec.train.examples import build_examples, to_hf_dataset
 
     t = cfg.train
@@ -144,7 +157,8 @@ def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_
                         else [])
                      + ([slots.source_sha256, slots.placeholder_id] if slots is not None else [])
                      + (["residual", slots.stage] if residual else [])
-                     + (["curriculum", load_template(t.cf.curriculum).sha256] if t.cf.curriculum else []))
+                     + (["curriculum", load_template(t.cf.curriculum).sha256] if t.cf.curriculum else [])
+                     + (["sid", SemanticIDs.load(t.sid).sha256] if t.sid else []))
     cache = Path(cfg.out_dir) / "examples" / hashlib.sha256(key.encode()).hexdigest()[:16]
     if (cache / "train").is_dir() and (cache / "valid").is_dir():
         log(f"training examples from cache {cache}")
@@ -182,6 +196,21 @@ def cached_examples(cfg: Config, template, tokenizer, ds, split: Split, history_
     return train_ds, valid_ds
 
 
+def added_tokens(base, tokenizer, sid: str) -> list[int]:
+    """Semantic IDs (`train.sid`): their code tokens added to the tokenizer and, where the embedding
+    has no room for them, to the model (rows drawn around the existing ones); their ids, whose rows
+    the adapter trains (peft's trainable tokens, tied output rows included)."""
+    if not sid:
+        return []
+    from llmrec.sid.codes import SemanticIDs
+
+    codes = SemanticIDs.load(sid).tokens()
+    tokenizer.add_tokens(codes)
+    if len(tokenizer) > base.get_input_embeddings().num_embeddings:
+        base.resize_token_embeddings(len(tokenizer))
+    return tokenizer.convert_tokens_to_ids(codes)
+
+
 def load_adapted(cfg: Config, tokenizer, path: str, targets: str, log=print):
     """The model to train: base weights in fp32 on the CPU (moved to the device by the caller),
     a fresh peft adapter (seeded) or `train.init_adapter`, and the collaborative projector of
@@ -201,7 +230,8 @@ def load_adapted(cfg: Config, tokenizer, path: str, targets: str, log=print):
     else:
         base = load_model(cfg.model.name, device="cpu", dtype=torch.float32)
         set_seed(t.seed)  # the adapter's random init: the same command gives the same adapter
-        model = get_peft_model(base, make_peft_config(t, tokenizer_path=str(path)))
+        new = added_tokens(base, tokenizer, t.sid)
+        model = get_peft_model(base, make_peft_config(t, tokenizer_path=str(path), trainable_tokens=new))
     if not t.cf.vectors:
         return model, None
     from llmrec.models import cf
@@ -253,7 +283,7 @@ def run(cfg: Config, log=print) -> TrainResult:
     from llmrec.train.finetune import check_resumable, choice_loss, lm_loss, train
 
     template = load_template(cfg.train.template)
-    check_cf(cfg, template)
+    check_settings(cfg, template)
     prepared = open_prepared(cfg, log)
     cfg, t = prepared.cfg, prepared.cfg.train
     out = default_out(cfg)
@@ -267,12 +297,19 @@ def run(cfg: Config, log=print) -> TrainResult:
 
     ds = prepared.dataset(log)
     tokenizer = load_tokenizer(cfg.model.name)
+    if t.sid:  # items carry their codes; the tokenizer, codes and statistics travel with the adapter
+        from llmrec.sid.codes import SemanticIDs, with_codes
+
+        ds = with_codes(ds, SemanticIDs.load(t.sid))
+        SemanticIDs.load(t.sid).save(out)
     history_len = t.history_len or cfg.split.history_len
     path = resolve_model(cfg.model.name)
     max_tokens = training_prompt_budget(cfg, path)
     targets = resolved_targets(cfg, template)
     model, slots = load_adapted(cfg, tokenizer, path, targets, log)
     model = model.to(pick_device(cfg.model.device))
+    if t.sid:
+        tokenizer.save_pretrained(out)
 
     _, vcands = prepared.candidates(t.valid_candidates)
     queries = [UserQuery(c.user_id, split[c.user_id].events(ds, vcands.stage, history_len), list(c.candidates))

@@ -18,7 +18,9 @@ from llmrec.data.dataset import Dataset
 from llmrec.errors import ConfigError
 from llmrec.models.load import load_tokenizer
 from llmrec.prompts.render import Template
+from llmrec.registry import STYLES
 from llmrec.scoring.rank import LLMRanker
+from llmrec.sid.codes import CODES, SemanticIDs, with_codes
 
 
 def check_adapter(cfg: Config, template: Template, log=print) -> None:
@@ -39,6 +41,19 @@ def check_adapter(cfg: Config, template: Template, log=print) -> None:
     if template.uses_cf and not (adapter and (Path(adapter) / "cf.json").is_file()):
         raise ConfigError(f"{template.name} places collaborative vectors (| cf): set model.adapter to an adapter "
                           "trained on it (`llmrec train` with train.cf.vectors writes one)")
+    if STYLES.entry(template.style).capabilities.get("needs_sid") and not (adapter and (Path(adapter) / CODES).is_file()):
+        raise ConfigError(f"{template.name} shows items as semantic IDs: set model.adapter to an adapter trained "
+                          "with them (`llmrec train` with train.sid writes one; `llmrec sid build` makes the codes)")
+
+
+def adapted(cfg: Config, dataset: Dataset) -> tuple[object, Dataset]:
+    """The tokenizer and dataset a ranker reads with `model.adapter`: an adapter trained on semantic
+    IDs brings its tokenizer (with the code tokens) and the items' codes."""
+    adapter = cfg.model.adapter
+    tokenizer = load_tokenizer(cfg.model.name, adapter)
+    if adapter and (Path(adapter) / CODES).is_file():
+        dataset = with_codes(dataset, SemanticIDs.load(adapter))
+    return tokenizer, dataset
 
 
 def build_ranker(cfg: Config, template: Template, dataset: Dataset, stage: str,
@@ -50,8 +65,10 @@ def build_ranker(cfg: Config, template: Template, dataset: Dataset, stage: str,
     owned = backend is None
     backend = backend_from_config(cfg) if owned else backend
     try:
-        return LLMRanker(template, backend, load_tokenizer(cfg.model.name), dataset, cfg.rank.scoring,
-                         cfg.rank.max_prompt_tokens, cfg.rank.seed, stage=stage, owns_backend=owned)
+        tokenizer, dataset = adapted(cfg, dataset)
+        return LLMRanker(template, backend, tokenizer, dataset, cfg.rank.scoring,
+                         cfg.rank.max_prompt_tokens, cfg.rank.seed, stage=stage, owns_backend=owned,
+                         trie=cfg.rank.trie)
     except BaseException:
         if owned:
             backend.close()

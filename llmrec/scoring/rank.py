@@ -16,14 +16,18 @@ import numpy as np
 from llmrec.backends import Backend, ScoreRequest
 from llmrec.data.dataset import Dataset
 from llmrec.data.queries import UserQuery
+from llmrec.errors import ConfigError
 from llmrec.prompts.build import BuiltPrompt
 from llmrec.prompts.render import Template
 from llmrec.prompts.slots import SlotIds
 from llmrec.prompts.style import PromptStyle, Scorable, prompt_budget
 from llmrec.registry import STYLES
+from llmrec.scoring.catalogue import TokenTrie, trie_scores
 from llmrec.scoring.likelihood import check_mode
 
 __all__ = ["LLMRanker", "Scored", "UserQuery"]
+
+TRIE_FROM = 64  # title-style lists longer than this go through their token trie (rank.trie = "auto")
 
 
 @dataclass(frozen=True)
@@ -40,10 +44,12 @@ class LLMRanker:
 
     def __init__(self, template: Template, backend: Backend | None, tokenizer, dataset: Dataset, scoring: str = "sum",
                  max_prompt_tokens: int = 0, seed: int = 0, max_length: int | None = None,
-                 slots: SlotIds | None = None, stage: str = "test", owns_backend: bool = False) -> None:
+                 slots: SlotIds | None = None, stage: str = "test", owns_backend: bool = False,
+                 trie: str = "auto") -> None:
         """`slots`: the collaborative-vector table of a `| cf` template (default: the backend's);
         `stage`: whose targets are scored (`test` or `valid`: which user vectors slots read);
-        `owns_backend`: `close()` also closes the backend."""
+        `owns_backend`: `close()` also closes the backend; `trie`: score a title-style candidate list
+        through its token trie (`auto`: lists longer than `TRIE_FROM`; `always`; `never`)."""
         self.template = template
         self.backend = backend
         self.tokenizer = tokenizer
@@ -52,11 +58,27 @@ class LLMRanker:
         self.seed = seed
         self.stage = stage
         self.owns_backend = owns_backend
+        self.trie = trie
         context = backend.max_length if backend is not None else int(max_length or 2048)
         slots = slots if slots is not None else (backend.slots if backend is not None else None)
         self.prompts = PromptStyle(template, tokenizer, dataset, prompt_budget(max_prompt_tokens, context), slots)
         self._null_prompt: BuiltPrompt | None = None
         self.null: dict[str, float] = {}  # item id -> log P(text | content-free prompt)
+
+    def generate(self, queries: list[UserQuery], k: int, beams: int) -> list[Scored]:
+        """Each user's top `k` candidates by beam search over their token trie (`Scored.candidates`:
+        the items found, best first), for styles that generate (title; `llmrec/scoring/styles.py`)."""
+        if not STYLES.entry(self.template.style).capabilities.get("generates"):
+            raise ConfigError(f"rank.beam: {self.template.name} is {self.template.style} style, which scores a "
+                              "given list and cannot generate items; use a title or sid style template")
+        slots = self.prompts.builder.slots
+        if slots is not None:
+            slots.set_stage(self.stage)
+        return self.prompts.style_impl.generate(self, queries, k, beams)
+
+    def use_trie(self, n_candidates: int) -> bool:
+        """Whether a title-style list of this length is scored through its trie."""
+        return self.trie == "always" or (self.trie == "auto" and n_candidates > TRIE_FROM)
 
     def close(self) -> None:
         """Shut down the backend if this ranker built it (`llmrec.scoring.build.build_ranker`)."""
@@ -97,13 +119,17 @@ class LLMRanker:
 
     def fill_null(self, items: set[str]) -> None:
         """Log P(item text | content-free prompt) into `null`, computed once per item for the whole run
-        (the `calibrated` scoring mode)."""
+        (the `calibrated` scoring mode); many items at once go through their trie."""
         if self._null_prompt is None:
             self._null_prompt = self.prompts.null_prompt()
         missing = sorted(i for i in items if i not in self.null)
         if not missing:
             return
-        conts = [self.prompts.builder.answer_ids(self._null_prompt, self.prompts.target_text(i)) for i in missing]
-        (lps,) = self.backend.continuation_logprobs([ScoreRequest(self._null_prompt.ids, conts)])
+        conts = [self.prompts.target_ids(self._null_prompt, i) for i in missing]
+        if self.use_trie(len(missing)):
+            by_item = trie_scores(self.backend, self._null_prompt.ids, TokenTrie.build(dict(zip(missing, conts))))
+            lps = [by_item[i] for i in missing]
+        else:
+            (lps,) = self.backend.continuation_logprobs([ScoreRequest(self._null_prompt.ids, conts)])
         for i, lp in zip(missing, lps):
             self.null[i] = float(lp.sum())

@@ -11,13 +11,16 @@ that reads a template agree on it:
 Capabilities: `shuffled` (list styles: candidates shown in a seeded per-user order, so a
 retriever's order cannot become a position bias), `choices` (answers are a fixed set of single
 tokens: the collaborative residual and the choice loss apply), `draws` (a target can be drawn
-again with other negatives). Register a new one with `@STYLES.register("name", ...)` on its class.
+again with other negatives), `generates` (a `generate(ranker, queries, k, beams)` method: the top
+k of the candidates by beam search over their token trie). Register a new one with
+`@STYLES.register("name", ...)` on its class.
 
 - title (P5 / BIGRec): one prompt; each candidate's answer is its target text, scored by summed
   (or mean, or calibrated) log-likelihood;
 - letters (LlamaRec): one prompt listing the candidates as (A), (B), ...; score = the letter's
   log-probability at the answer position, one forward pass;
-- yesno (TALLRec): one prompt per candidate; score = log P(Yes) - log P(No).
+- yesno (TALLRec): one prompt per candidate; score = log P(Yes) - log P(No);
+- sid (TIGER, LC-Rec): a title style whose items are their semantic-ID codes.
 """
 
 from __future__ import annotations
@@ -33,44 +36,49 @@ from llmrec.prompts.build import item_vars
 from llmrec.prompts.style import PromptStyle, Scorable
 from llmrec.prompts.verbalize import letters
 from llmrec.registry import STYLES
+from llmrec.scoring.catalogue import TokenTrie, beam_search, trie_scores
 from llmrec.scoring.likelihood import reduce
+from llmrec.scoring.rank import Scored
 
 if TYPE_CHECKING:
     from llmrec.data.queries import UserQuery
-    from llmrec.scoring.rank import LLMRanker, Scored
+    from llmrec.scoring.rank import LLMRanker
 
 Negatives = Callable[[int], list[str]]  # k distinct items the user never interacted with
 
 
 def _scored(q: UserQuery, scores: np.ndarray, dropped: int, tokens: int) -> Scored:
-    from llmrec.scoring.rank import Scored
-
     return Scored(q.user_id, q.candidates, scores, dropped, tokens)
 
 
-@STYLES.register("title", shuffled=False, choices=False, draws=False)
+@STYLES.register("title", shuffled=False, choices=False, draws=False, generates=True)
 class Title:
-    """Log-likelihood of each candidate's text after one shared prompt."""
+    """Log-likelihood of each candidate's text (and the template's `end`) after one shared prompt.
+    Long candidate lists (the whole catalogue) are scored through their token trie, each trie node
+    once (`llmrec/scoring/catalogue.py`); short ones are packed one continuation per candidate."""
 
     def build(self, ps: PromptStyle, user_id: str, history: list[Interaction], items: list[str]) -> list[Scorable]:
-        texts = [ps.target_text(i) for i in items]
-        reserve = max(len(ps.tokenizer(t, add_special_tokens=False).input_ids) for t in texts) + 2
+        reserve = max(ps.target_length(i) for i in items) + 2
         prompt = ps.builder.build(history, reserve=reserve, user_id=user_id, **ps.user_vars(user_id))
-        return [Scorable(prompt, [ps.builder.answer_ids(prompt, t) for t in texts])]
+        return [Scorable(prompt, [ps.target_ids(prompt, i) for i in items])]
 
     def score(self, ranker: LLMRanker, queries: list[UserQuery]) -> list[Scored]:
-        requests, built = [], []
-        for q in queries:
-            (s,), _ = ranker.scorables(q)
-            requests.append(ScoreRequest(s.prompt.ids, s.answers))
-            built.append(s.prompt)
-        token_lps = ranker.backend.continuation_logprobs(requests)
+        built = [ranker.scorables(q)[0][0] for q in queries]
+        token_lps: list[list[np.ndarray] | None] = [None] * len(queries)
+        packed = [k for k, q in enumerate(queries) if not ranker.use_trie(len(q.candidates))]
+        for k, lps in zip(packed, ranker.backend.continuation_logprobs(
+                [ScoreRequest(built[k].prompt.ids, built[k].answers) for k in packed]) if packed else []):
+            token_lps[k] = lps
+        for k, (q, s) in enumerate(zip(queries, built)):
+            if token_lps[k] is None:
+                by_item = trie_scores(ranker.backend, s.prompt.ids, TokenTrie.build(dict(zip(q.candidates, s.answers))))
+                token_lps[k] = [by_item[c] for c in q.candidates]
         if ranker.scoring == "calibrated":
             ranker.fill_null({c for q in queries for c in q.candidates})
         out = []
-        for q, prompt, lps in zip(queries, built, token_lps):
+        for q, s, lps in zip(queries, built, token_lps):
             null = [ranker.null[c] for c in q.candidates] if ranker.scoring == "calibrated" else None
-            out.append(_scored(q, reduce(lps, ranker.scoring, null), prompt.dropped, len(prompt.ids)))
+            out.append(_scored(q, reduce(lps, ranker.scoring, null), s.prompt.dropped, len(s.prompt.ids)))
         return out
 
     def examples(self, ps: PromptStyle, rng: np.random.Generator, negatives: Negatives, user_id: str,
@@ -78,8 +86,25 @@ class Title:
         (s,) = self.build(ps, user_id, history, [target])
         return [(s.prompt, s.answers[0], (target,), (target,), ())]
 
+    def generate(self, ranker: LLMRanker, queries: list[UserQuery], k: int, beams: int) -> list[Scored]:
+        """Each user's top `k` candidates by beam search over their token trie (history items, if a
+        query lists them, are never completed); `Scored.candidates` are the items found, best first."""
+        out = []
+        for q in queries:
+            (s,), _ = ranker.scorables(q)
+            trie = TokenTrie.build(dict(zip(q.candidates, s.answers)))
+            found = beam_search(ranker.backend, s.prompt.ids, trie, k, beams, {h.item.id for h in q.history})
+            out.append(Scored(q.user_id, found.items, np.array(found.scores), s.prompt.dropped, len(s.prompt.ids)))
+        return out
 
-@STYLES.register("letters", shuffled=True, choices=True, draws=True)
+
+@STYLES.register("sid", shuffled=False, choices=False, draws=False, generates=True, needs_sid=True)
+class SemanticID(Title):
+    """Semantic IDs (TIGER, LC-Rec): the history shown as item codes (`item.sid`, new tokens an
+    adapter trained) and the next item's code scored, or generated over the code trie, like a title."""
+
+
+@STYLES.register("letters", shuffled=True, choices=True, draws=True, generates=False)
 class Letters:
     """The candidates listed as (A)...(T); each one's score is its letter's log-probability."""
 
@@ -112,7 +137,7 @@ class Letters:
         return [(s.prompt, s.answers[shown.index(target)], tuple(cands), tuple(shown), tuple(a[0] for a in s.answers))]
 
 
-@STYLES.register("yesno", shuffled=False, choices=True, draws=True)
+@STYLES.register("yesno", shuffled=False, choices=True, draws=True, generates=False)
 class YesNo:
     """One prompt per candidate; score = log P(Yes) - log P(No)."""
 

@@ -152,7 +152,7 @@ def save_adapter(model, folder: Path) -> None:
     """The peft adapter and, for collaborative tokens, the projector beside it."""
     from llmrec.models.cf import slots_of
 
-    model.save_pretrained(folder)
+    model.save_pretrained(folder, save_embedding_layers=False)  # new token rows travel as trainable tokens
     table = slots_of(model)
     if table is not None:
         table.save(folder)
@@ -189,6 +189,11 @@ def save_checkpoint(ckpt: Path, model, opt, sched, state: TrainState, settings: 
     shutil.rmtree(old, ignore_errors=True)
 
 
+# files of a training folder copied beside the best adapter: what `rank --adapter` reads with it
+TRAVEL = ("llmrec.toml", "template.json", "codes.json", "sid.json", "tokenizer.json", "tokenizer_config.json",
+          "special_tokens_map.json", "chat_template.jinja", "vocab.json", "merges.txt")
+
+
 def resume(ckpt: Path, accelerator, model, opt, sched, settings: dict | None, log=print) -> TrainState:
     """The checkpoint's adapter, optimizer and scheduler state loaded in place; its training state."""
     if settings is not None:
@@ -216,7 +221,7 @@ def evaluator(model, valid_loader, accelerator, loss_fn, validate: Callable[[obj
             state.best_ndcg, state.best_step, state.bad_evals = ndcg, state.step, 0
             if accelerator.is_main_process:
                 save_adapter(accelerator.unwrap_model(model), out / "best")
-                for name in ("llmrec.toml", "template.json"):  # the run's config and template travel along
+                for name in TRAVEL:  # the run's config, template (and semantic IDs, tokenizer) travel along
                     if (out / name).is_file():
                         shutil.copyfile(out / name, out / "best" / name)
         else:

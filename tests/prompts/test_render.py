@@ -3,6 +3,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from llmrec.data.candidates import CandidateSet
@@ -12,12 +13,22 @@ from llmrec.prompts import render
 from llmrec.prompts.build import PromptBuilder, item_vars
 from llmrec.prompts.render import list_templates, load_template
 from llmrec.scoring.rank import LLMRanker, UserQuery
+from llmrec.sid.codes import with_codes
 
 GOLDEN = Path(__file__).parents[1] / "golden"
 SHIPPED = ["title/next_item_v1", "title/next_item_chat_v1", "title/next_item_genres_v1",
            "title/next_item_genres_chat_v1", "letters/candidates_v1", "letters/candidates_chat_v1",
            "yesno/will_like_v1", "yesno/will_like_chat_v1", "letters/candidates_cf_v1", "letters/candidates_cf_chat_v1",
-           "letters/candidates_cf_only_v1", "yesno/will_like_cf_v1", "yesno/will_like_cf_chat_v1"]
+           "letters/candidates_cf_only_v1", "yesno/will_like_cf_v1", "yesno/will_like_cf_chat_v1",
+           "title/catalogue_v1", "title/catalogue_chat_v1", "sid/next_item_v1", "sid/next_item_titles_v1"]
+
+
+def toy_codes(dataset):
+    """Semantic IDs of every item, from its position (the golden renders need some codes)."""
+    from llmrec.sid.codes import SemanticIDs
+
+    items = sorted(dataset.items, key=lambda i: (len(i), i))
+    return SemanticIDs(items, np.array([[k % 16, (k // 16) % 16, k // 256, 0] for k in range(len(items))]))
 
 
 def test_shipped_templates_listed():
@@ -35,7 +46,8 @@ def test_golden_render(name, prepared, ml100k, tokenizer, cf_slots):
     cands = CandidateSet.load(Path(prepared.out_dir) / "candidates" / "sampled-20.test.jsonl").by_user()["7"]
     q = UserQuery("7", split["7"].events(ml100k, "test", 5), list(cands.candidates))
     template = load_template(name)
-    ranker = LLMRanker(template, None, tokenizer, ml100k, max_length=8192, slots=cf_slots if template.uses_cf else None)
+    data = with_codes(ml100k, toy_codes(ml100k)) if template.style == "sid" else ml100k
+    ranker = LLMRanker(template, None, tokenizer, data, max_length=8192, slots=cf_slots if template.uses_cf else None)
     (prompt, *_), order = ranker.build_prompts(q)
     golden = GOLDEN / (name.replace("/", "__") + ".txt")
     if os.environ.get("UPDATE_GOLDEN"):

@@ -49,15 +49,22 @@ class PromptTuningSettings:
             raise ConfigError(f"train.prompt_tuning.num_virtual_tokens: must be >= 1; got {self.num_virtual_tokens}")
 
 
-ADAPTERS.register("lora", "llmrec.models.adapters.lora:lora_config", settings=LoraSettings, virtual_tokens=False)
+ADAPTERS.register("lora", "llmrec.models.adapters.lora:lora_config", settings=LoraSettings, virtual_tokens=False,
+                  trainable_tokens=True)
 ADAPTERS.register("prompt-tuning", "llmrec.models.adapters.prompt_tuning:prompt_tuning_config",
-                  settings=PromptTuningSettings, section="prompt_tuning", virtual_tokens=True)
+                  settings=PromptTuningSettings, section="prompt_tuning", virtual_tokens=True, trainable_tokens=False)
 
 
-def make_peft_config(train, tokenizer_path: str = ""):
+def make_peft_config(train, tokenizer_path: str = "", trainable_tokens: list[int] | None = None):
     """The peft config of `train.adapter` (a `TrainConfig`), built from that kind's own settings;
-    `tokenizer_path` serves prompt-tuning's text initialisation."""
-    return ADAPTERS.get(train.adapter)(train.adapter_settings, tokenizer_path)
+    `tokenizer_path` serves prompt-tuning's text initialisation; `trainable_tokens`: token ids whose
+    embedding rows the adapter trains too (added tokens: semantic-ID codes)."""
+    config = ADAPTERS.get(train.adapter)(train.adapter_settings, tokenizer_path)
+    if trainable_tokens:
+        if not ADAPTERS.entry(train.adapter).capabilities.get("trainable_tokens"):
+            raise ConfigError(f"train.sid trains new token rows, which train.adapter={train.adapter} cannot; use lora")
+        config.trainable_token_indices = {"embed_tokens": list(trainable_tokens)}
+    return config
 
 
 def virtual_tokens(train) -> int:
