@@ -327,13 +327,15 @@ class ServeConfig:
     max_history: int = 500  # history items a request may send (the prompt sees the last split.history_len)
     max_body_bytes: int = 1_000_000  # larger request bodies are refused with 413
     retriever: str = "pop"  # /v1/recommend candidates: pop (training counts) | a baseline run dir with vectors.npz
+    #                        | generate (the LLM generates them: beam search over the catalogue, title/sid templates)
+    beams: int = 20  # the generate retriever's beam width
     retrieve: int = 20  # candidates the retriever hands to the LLM ranker; k <= retrieve
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"serve.port: must be in [0, 65535]; got {self.port}")
         _at_least("serve", self, 1, "max_batch", "max_queue", "max_candidates", "max_history", "max_body_bytes",
-                  "retrieve")
+                  "retrieve", "beams")
         if not 0 <= self.max_wait_ms <= 10_000:
             raise ConfigError(f"serve.max_wait_ms: must be in [0, 10000]; got {self.max_wait_ms}")
         if self.retrieve > self.max_candidates:

@@ -22,14 +22,25 @@ from llmrec.data.dataset import Dataset, Interaction, timestamp_problem
 from llmrec.data.prepared import open_prepared
 from llmrec.data.queries import UserQuery
 from llmrec.data.split import Split
-from llmrec.errors import RequestError
+from llmrec.errors import ConfigError, RequestError
 from llmrec.models.adapters import adapter_sha256
 from llmrec.prompts.render import Template, load_template
+from llmrec.registry import STYLES
 from llmrec.scoring.build import build_ranker, check_adapter
 from llmrec.scoring.rank import LLMRanker, Scored
 from llmrec.service import schemas
 from llmrec.service.batching import BatchQueue
-from llmrec.service.retrieval import Retriever, make_retriever
+from llmrec.service.retrieval import GenerativeRetriever, Retriever, make_retriever
+
+
+@dataclass(frozen=True)
+class Generate:
+    """A queued generation: the top `k` of `query.candidates` by beam search with `beams` beams."""
+
+    query: UserQuery
+    k: int
+    beams: int
+
 
 STAGE = "test"  # a served user's next item: the history is everything before the held-out test item
 
@@ -56,6 +67,9 @@ class Service:
         dataset = prepared.dataset(log)
         split = prepared.split()
         retriever = make_retriever(cfg.serve.retriever, split, dataset)
+        if isinstance(retriever, GenerativeRetriever) and not STYLES.entry(template.style).capabilities.get("generates"):
+            raise ConfigError(f"serve.retriever=generate: {template.name} is {template.style} style, which scores "
+                              "a given list and cannot generate items; serve a title or sid style template")
         ranker = build_ranker(cfg, template, dataset, STAGE, backend)
         sha = adapter_sha256(cfg.model.adapter) if cfg.model.adapter else ""
         return cls(cfg, template, ranker, dataset, split, retriever, sha)
@@ -63,7 +77,19 @@ class Service:
     # -- lifecycle (inside the server's event loop) --------------------------------------------
     def start(self) -> None:
         s = self.cfg.serve
-        self.queue = BatchQueue(self.ranker.score, s.max_batch, s.max_wait_ms, s.max_queue)
+        self.queue = BatchQueue(self._run, s.max_batch, s.max_wait_ms, s.max_queue)
+
+    def _run(self, batch: list) -> list[Scored]:
+        """In the queue's worker: a batch of queries to score and of generations (`Generate`), each
+        kind in one ranker call."""
+        out: list[Scored | None] = [None] * len(batch)
+        scores = [k for k, q in enumerate(batch) if not isinstance(q, Generate)]
+        for k, s in zip(scores, self.ranker.score([batch[k] for k in scores]) if scores else []):
+            out[k] = s
+        for k, q in enumerate(batch):
+            if isinstance(q, Generate):
+                (out[k],) = self.ranker.generate([q.query], q.k, q.beams)
+        return out  # type: ignore[return-value]
 
     async def close(self) -> None:
         if self.queue is not None:
@@ -138,6 +164,8 @@ class Service:
             raise RequestError(422, "k", f"{k}; at most serve.retrieve = {s.retrieve} (the retriever's list "
                                          "the LLM reranks)")
         history, seen = self._history(req.user_id, req.history)
+        if isinstance(self.retriever, GenerativeRetriever):
+            return await self._generated(req, history, seen, k)
         found = self.retriever.retrieve(req.user_id, seen, s.retrieve)
         if not found:
             raise RequestError(422, "history", f"the retriever ({self.retriever.name}) knows neither this user_id "
@@ -149,6 +177,17 @@ class Service:
                                         score=_json_float(scored.scores[k]), retriever_score=found[k][1])
                  for k in order]
         return schemas.RecommendResponse(user_id=req.user_id, retriever=self.retriever.name, items=items)
+
+    async def _generated(self, req: schemas.RecommendRequest, history: list[Interaction], seen: list[str],
+                         k: int) -> schemas.RecommendResponse:
+        """The top k the LLM generates over the catalogue outside the history (`serve.beams` beams)."""
+        banned = set(seen)
+        query = UserQuery(req.user_id or "", history, [i for i in self.dataset.items if i not in banned])
+        assert self.queue is not None, "start() the service inside the server's event loop first"
+        scored = await self.queue.submit(Generate(query, k, max(self.cfg.serve.beams, k)))
+        items = [schemas.Recommendation(item_id=i, title=self.dataset.items[i].title, score=_json_float(x),
+                                        retriever_score=float(x)) for i, x in zip(scored.candidates, scored.scores)]
+        return schemas.RecommendResponse(user_id=req.user_id, retriever="generate", items=items)
 
     def health(self) -> schemas.Health:
         q = self.queue

@@ -1,7 +1,7 @@
 """Candidate retrieval for /v1/recommend: the first stage of retrieve-then-rerank (LlamaRec).
 
 The LLM ranker scores a short list; a cheap model picks that list from the whole catalogue.
-`serve.retriever` names it:
+`serve.retriever` names it (or `generate`: the LLM generates its own list, `GenerativeRetriever`):
 
 - `pop`: training interaction counts of the prepared split (what `llmrec baseline --name pop`
   scores), the same list for everyone; ties in id order.
@@ -84,10 +84,23 @@ class VectorsRetriever:
         return [(v.item_ids[k], float(scores[k])) for k in order if np.isfinite(scores[k])]
 
 
+class GenerativeRetriever:
+    """`generate`: no first stage; the LLM generates the items itself (beam search over the whole
+    catalogue's token trie, `Service.recommend`). Only title and sid templates generate."""
+
+    name = "generate"
+
+    def retrieve(self, user_id: str | None, history: Sequence[str], n: int) -> list[tuple[str, float]]:
+        raise NotImplementedError("the generate retriever is the ranker's own beam search")
+
+
 def make_retriever(spec: str, split: Split, dataset: Dataset) -> Retriever:
-    """`serve.retriever`: `pop`, or a baseline run directory / vectors.npz from the same prepared data."""
+    """`serve.retriever`: `pop`, `generate`, or a baseline run directory / vectors.npz from the same
+    prepared data."""
     if spec == "pop":
         return PopularityRetriever(split, dataset)
+    if spec == "generate":
+        return GenerativeRetriever()
     path = Path(spec)
     if not path.exists():
         raise ConfigError(f"serve.retriever: {spec!r} is neither 'pop' nor an existing baseline run directory "
