@@ -28,6 +28,26 @@ def train_cfg(*overrides: str):
     return load_config(None, list(overrides)).train
 
 
+def sid_adapter(out, vectors):
+    """A prepared ML-100K folder (sampled-20 and full candidates, 3-item histories), codes from
+    `vectors` (2 levels of 16 + a unique level) and a sid/next_item_v1 LoRA trained for 4 steps on 40
+    users' next-item codes: (config, `sid build` result, training result)."""
+    from llmrec.config import apply_overrides, from_dict, load_config, to_dict
+    from llmrec.recipes import prepare, sid, train
+
+    cfg = load_config("scripts/configs/ml100k.toml", [
+        f"out_dir={out}", "candidates.kinds=['sampled', 'full']", "split.history_len=3",
+        f"sid.vectors={vectors}", "sid.levels=2", "sid.codebook=16", "sid.name=bpr-2x16"])
+    prepare.run(cfg, log=lambda *_: None)
+    built = sid.run(cfg, log=lambda *_: None)
+    cfg = from_dict(type(cfg), apply_overrides(to_dict(cfg), [
+        "train.template=sid/next_item_v1", f"train.sid={built['folder']}", "train.max_users=40",
+        "train.history_len=3", "train.prefixes_per_user=2", "train.valid_users=4", "train.batch_size=4",
+        "train.max_steps=4", "train.eval_every=2", "train.learning_rate=1e-2", "train.lora.dropout=0.0",
+        "train.warmup_ratio=0", "train.patience=5"]))
+    return cfg, built, train.run(cfg, log=lambda *_: None)
+
+
 def write_recbole(folder, name, inter_rows, item_rows,
                   inter_header="user_id:token\titem_id:token\trating:float\ttimestamp:float",
                   item_header="item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq"):
