@@ -350,8 +350,9 @@ class ChatConfig:
     `[rank]` (template, backend, scoring) and `[model]`; the collaborative scores `serve.retriever`."""
 
     understand: Literal["lm", "rules"] = "lm"  # lm: the understanding template, rules when it does not parse
-    understand_template: str = "chat/understand_v1"
+    understand_template: str = "chat/understand_v2"  # v1: with a worked example (for decoding without the grammar)
     understand_max_new_tokens: int = 48
+    understand_grammar: bool = True  # lm: decode the answer under its grammar, so it always parses (chat/grammar.py)
     reply: Literal["lm", "facts"] = "lm"  # lm: a generated reason per item | facts: genres, year and likes only
     reason_template: str = "chat/reason_v1"
     max_new_tokens: int = 32  # per reason

@@ -409,11 +409,14 @@ class VLLMBackend:
         """Continuations by the engine with the active adapter (LoRA request or soft prompt), so the
         text comes from the model that ranks; the engine's own tokenizer reads the stop string."""
         from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
 
+        structured = StructuredOutputsParams(grammar=settings.grammar) if settings.grammar else None
         params = SamplingParams(max_tokens=settings.max_new_tokens, seed=settings.seed,
                                 temperature=settings.temperature if settings.sample else 0.0,
                                 top_p=settings.top_p if settings.sample else 1.0,
-                                stop=[settings.stop] if settings.stop else None, include_stop_str_in_output=False)
+                                stop=[settings.stop] if settings.stop else None, include_stop_str_in_output=False,
+                                structured_outputs=structured)
         outs = self._generate([self._prompt(list(p)) for p in prompts], params)
         eos = self.llm.llm_engine.model_config.hf_config.eos_token_id
         ends = set(eos if isinstance(eos, list) else [eos]) - {None}

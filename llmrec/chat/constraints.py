@@ -2,7 +2,7 @@
 
 Two readers produce the same `Constraints`:
 
-- `parse_answer`: the LM's answer to the understanding template (`templates/chat/understand_v1.j2`),
+- `parse_answer`: the LM's answer to the understanding template (`templates/chat/understand_v2.j2`),
   read strictly: every non-blank line must be `key: value` with a known key (`genres`,
   `not genres`, `years`, `like`, `not`) whose values are catalogue genres, a year range within
   `YEARS` or catalogue titles; the single line `none` is an empty request. Anything else is a

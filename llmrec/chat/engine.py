@@ -45,6 +45,7 @@ import numpy as np
 
 from llmrec.chat.constraints import Constraints, Vocabulary, merge, parse_answer, parse_rules
 from llmrec.chat.feedback import parse_feedback
+from llmrec.chat.grammar import understanding_grammar
 from llmrec.chat.store import Recommended, State, Store, Turn
 from llmrec.config import ChatConfig
 from llmrec.data.dataset import Interaction
@@ -122,6 +123,7 @@ class ChatEngine:
         pop = dict(service.retriever.retrieve(None, [], len(self.dataset.items))) if service.retriever.name == "pop" \
             else None
         self.vocab = Vocabulary.build(self.dataset.items.values(), pop)
+        self._years = sorted({it.year for it in self.dataset.items.values() if it.year})
         self.understand_template = load_template(settings.understand_template, "chat-understand")
         self.reason_template = load_template(settings.reason_template, "chat-reason")
         self.gen_queue: BatchQueue[Request, Generation] | None = None
@@ -247,9 +249,15 @@ class ChatEngine:
         if self.settings.understand == "rules":
             return Understood(parse_rules(request, self.vocab), "rules", "", "")
         prompt = self.understanding_prompt(request)
-        (gen,) = await self.generate([Request(prompt, self.settings.understand_max_new_tokens, "\n\n",
-                                              self.settings.seed)])
+        (gen,) = await self.generate([self.understanding_request(request, prompt)])
         return self.read_answer(request, prompt, gen)
+
+    def understanding_request(self, request: str, prompt: str) -> Request:
+        """The LM's reading of `request`, under the answer's grammar unless `chat.understand_grammar`
+        is off (then the answer is read strictly and may not parse)."""
+        s = self.settings
+        grammar = understanding_grammar(request, self.vocab, self._years) if s.understand_grammar else None
+        return Request(prompt, s.understand_max_new_tokens, "\n\n", s.seed, grammar)
 
     def understanding_prompt(self, request: str) -> str:
         return self.generator.prompt(self.understand_template, request=request, item_noun=self.dataset.item_noun,
@@ -257,8 +265,13 @@ class ChatEngine:
 
     def read_answer(self, request: str, prompt: str, gen: Generation) -> Understood:
         """The LM's answer read strictly; the rules' reading of the request when it does not parse,
-        copies a line of the prompt (the worked example) or was cut by the token limit."""
-        parsed, why = parse_answer(gen.text, self.vocab, request)
+        copies a line of the prompt (the worked example) or was cut by the token limit (an answer
+        decoded under its grammar and cut keeps its complete lines)."""
+        text = gen.text
+        if not gen.finished and self.settings.understand_grammar and "\n" in text.strip():
+            text = text.strip().rsplit("\n", 1)[0]  # under the grammar a cut answer keeps its complete lines
+            gen = replace(gen, text=text, finished=True)
+        parsed, why = parse_answer(text, self.vocab, request)
         copied = [ln.strip() for ln in gen.text.splitlines() if ln.strip() and ln.strip() in prompt.splitlines()]
         if parsed is not None and copied:
             parsed, why = None, f"copied the prompt's line {copied[0][:40]!r}"

@@ -37,7 +37,6 @@ from llmrec.chat.constraints import Constraints, merge, parse_rules
 from llmrec.chat.engine import ChatEngine, Understood
 from llmrec.chat.store import State
 from llmrec.data.dataset import Item
-from llmrec.models.generate import Request
 from llmrec.service.ranking import STAGE
 
 SYSTEMS = ("baseline", "retrieval", "llm")
@@ -111,10 +110,9 @@ async def understand_all(engine: ChatEngine, texts: Sequence[str]) -> dict[str, 
     """Each text understood once, as the chat loop would (`chat.understand`), the LM's prompts batched."""
     if engine.settings.understand == "rules":
         return {t: await engine.understand(t) for t in texts}
-    s = engine.settings
     prompts = [engine.understanding_prompt(t) for t in texts]
-    gens = await asyncio.to_thread(engine.generator, [Request(p, s.understand_max_new_tokens, "\n\n", s.seed)
-                                                      for p in prompts])
+    gens = await asyncio.to_thread(engine.generator, [engine.understanding_request(t, p)
+                                                      for t, p in zip(texts, prompts)])
     return {t: engine.read_answer(t, p, g) for t, p, g in zip(texts, prompts, gens)}
 
 

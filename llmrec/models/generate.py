@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
+from llmrec.errors import ConfigError
 from llmrec.prompts.build import wrap_chat
 from llmrec.prompts.render import Template
 
@@ -31,6 +33,7 @@ class GenerateSettings:
     temperature: float = 1.0
     top_p: float = 1.0
     batch_size: int = 16
+    grammar: str | None = None  # xgrammar EBNF every continuation must follow (`llmrec/chat/grammar.py`)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class Request:
     max_new_tokens: int
     stop: str | None = "\n"
     seed: int = 0
+    grammar: str | None = None  # EBNF the continuation is decoded under (GenerateSettings.grammar)
 
 
 @dataclass(frozen=True)
@@ -88,11 +92,11 @@ class Generator:
         out: list[Generation | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for k, r in enumerate(requests):
-            groups.setdefault((r.max_new_tokens, r.stop, r.seed), []).append(k)
+            groups.setdefault((r.max_new_tokens, r.stop, r.seed, r.grammar), []).append(k)
         with tqdm(total=len(requests), desc=progress or "generate", unit="prompt", disable=not progress) as bar:
-            for (max_new, stop, seed), ks in groups.items():
+            for (max_new, stop, seed, grammar), ks in groups.items():
                 settings = GenerateSettings(max_new, stop, seed, self.sample, self.temperature, self.top_p,
-                                            self.batch_size)
+                                            self.batch_size, grammar)
                 for start in range(0, len(ks), self.batch_size):  # a bar step per batch of the backend
                     part = ks[start:start + self.batch_size]
                     ids = [self.tokenizer(requests[k].prompt, add_special_tokens=False).input_ids for k in part]
@@ -123,6 +127,7 @@ def hf_generate(model, prompts: Sequence[list[int]], settings: GenerateSettings,
         kwargs.update(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=None)
     else:
         kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    vocab = model.get_output_embeddings().weight.shape[0]
     order = sorted(range(len(prompts)), key=lambda k: len(prompts[k]))  # similar lengths pad less
     out: list[Generated | None] = [None] * len(prompts)
     for start in range(0, len(order), settings.batch_size):
@@ -132,6 +137,8 @@ def hf_generate(model, prompts: Sequence[list[int]], settings: GenerateSettings,
         mask = [[0] * (width - len(prompts[k])) + [1] * len(prompts[k]) for k in batch]
         with torch.inference_mode(), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(settings.seed)
+            if settings.grammar:  # a processor serves one generate call
+                kwargs["logits_processor"] = [grammar_processor(settings.grammar, tokenizer, vocab)]
             gen = model.generate(input_ids=torch.tensor(rows, device=device),
                                  attention_mask=torch.tensor(mask, device=device),
                                  max_new_tokens=settings.max_new_tokens, pad_token_id=pad, **kwargs)
@@ -141,3 +148,26 @@ def hf_generate(model, prompts: Sequence[list[int]], settings: GenerateSettings,
             stopped = end is not None or len(row) < settings.max_new_tokens
             out[k] = Generated(row[:end] if end is not None else row, stopped)
     return out  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=4)
+def _compiler(tokenizer, vocab_size: int):
+    import xgrammar
+
+    return xgrammar.GrammarCompiler(xgrammar.TokenizerInfo.from_huggingface(tokenizer, vocab_size=vocab_size))
+
+
+@lru_cache(maxsize=64)
+def _compiled(grammar: str, tokenizer, vocab_size: int):
+    try:
+        return _compiler(tokenizer, vocab_size).compile_grammar(grammar)
+    except RuntimeError as e:  # xgrammar reports a bad grammar as a RuntimeError naming the rule
+        raise ConfigError(f"generation grammar does not compile: {str(e).splitlines()[0][:300]}") from None
+
+
+def grammar_processor(grammar: str, tokenizer, vocab_size: int):
+    """A transformers logits processor that masks every token the EBNF `grammar` does not allow
+    next (xgrammar; end-of-sequence only once the grammar is complete)."""
+    from xgrammar.contrib.hf import LogitsProcessor
+
+    return LogitsProcessor(_compiled(grammar, tokenizer, vocab_size))

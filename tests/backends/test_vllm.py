@@ -155,6 +155,31 @@ def test_generation_comes_from_the_engine_that_ranks(engine, adapters, adapter, 
         assert [g.text for g in Generator(engine, tokenizer)(requests)] != [g.text for g in ours]
 
 
+def test_generation_under_a_grammar_parses_and_equals_transformers(engine, tokenizer, ml100k):
+    """The chat understanding decoded under its grammar on vLLM (structured outputs): every answer
+    parses, and greedy decoding writes what transformers writes under the same grammar."""
+    from llmrec.chat.constraints import Vocabulary, parse_answer
+    from llmrec.chat.grammar import understanding_grammar
+    from llmrec.models.generate import Generator, Request
+    from llmrec.prompts.render import load_template
+
+    engine.use(None)
+    vocab = Vocabulary.build(ml100k.items.values())
+    years = sorted({it.year for it in ml100k.items.values() if it.year})
+    hf = HFBackend(MODEL)
+    template = load_template("chat/understand_v2", "chat-understand")
+    texts = ["I want a scary movie from the seventies", "something like Toy Story, from 1994 on",
+             "No westerns please, a comedy"]
+    requests = [Request(Generator(hf, tokenizer).prompt(template, request=t, item_noun="movie",
+                                                         genres=sorted(set(vocab.genres.values()))),
+                        40, "\n\n", 0, understanding_grammar(t, vocab, years)) for t in texts]
+    ours, theirs = Generator(engine, tokenizer)(requests), Generator(hf, tokenizer)(requests)
+    for t, g in zip(texts, ours):
+        text = g.text if g.finished else g.text.rsplit("\n", 1)[0]  # a cut answer keeps its complete lines
+        assert parse_answer(text, vocab, t)[0] is not None, (t, g.text)
+    assert [g.text for g in ours] == [g.text for g in theirs]
+
+
 @pytest.mark.parametrize("template", ["title/next_item_v1", "letters/candidates_v1", "yesno/will_like_chat_v1"])
 @pytest.mark.parametrize("adapter", [None, "lora", "prompt-tuning"])
 def test_parity_with_transformers(engine, adapters, template, adapter, ml100k, ml100k_split, tokenizer):
