@@ -4,7 +4,8 @@ Random token prompts (like rendered histories) with 20 random-token candidates e
 randomly initialised model of SmolLM2-135M's shape (throughput does not depend on the weights).
 Times, in one run: the transformers backend's naive and shared-prefix paths and, where vllm is
 importable, the vLLM backend's plain and prefix-cache paths; prints one table with candidates/s
-and the ratios. Made for a GPU box without internet (scripts/gpu_check.sh); runs on a CPU too.
+and the ratios. --catalogue N adds whole-catalogue rows: N synthetic items with shared prefixes
+scored through their token trie and by per-candidate packing, and beam search top-10. Made for a GPU box without internet (scripts/gpu_check.sh); runs on a CPU too.
 
     python scripts/bench_synthetic.py --users 50 --prompt-len 300
 """
@@ -43,6 +44,10 @@ def main() -> None:
     ap.add_argument("--model", default="", help="model folder (default: random weights, SmolLM2-135M shape)")
     ap.add_argument("--folder", default="runs/bench/random-smollm2-shape")
     ap.add_argument("--no-vllm", action="store_true")
+    ap.add_argument("--catalogue", type=int, default=0,
+                    help="also time whole-catalogue scoring of this many synthetic items (token trie vs "
+                         "per-candidate, beam top-10 at beam 10/20/50), on --catalogue-users prompts")
+    ap.add_argument("--catalogue-users", type=int, default=3)
     args = ap.parse_args()
 
     from llmrec.backends import ScoreRequest
@@ -81,6 +86,7 @@ def main() -> None:
     diff = max(float(np.abs(a - b).max()) for ra, rb in zip(ref, naive) for a, b in zip(ra, rb))
     rows.append(("hf naive (subset)", n_sub, t_naive, f"shared-prefix {t_naive / t_shared_sub:.1f}x faster on it"))
     device, dtype = hf.device, hf.dtype
+    catalogue = catalogue_rows(hf, args, rng, timed) if args.catalogue else []
     hf.close()
 
     if not args.no_vllm and importlib.util.find_spec("vllm") is not None:
@@ -108,6 +114,57 @@ def main() -> None:
     for name, count, sec, note in rows:
         print(f"{name:22s}{count:7d}{sec:10.2f}{count / sec:10.1f}  {note}")
     print(f"max |diff| hf shared vs naive: {diff:.1e}")
+    for line in catalogue:
+        print(line)
+
+
+def synthetic_catalogue(n: int, rng) -> dict[str, list[int]]:
+    """`n` items whose token paths share prefixes as titles do: a first token among n/8 (Zipf-like),
+    then 2-7 more tokens, a tenth of the items sharing their first two tokens with another."""
+    firsts = rng.integers(100, 40000, max(2, n // 8))
+    paths: dict[str, list[int]] = {}
+    for k in range(n):
+        first = int(firsts[min(int(rng.zipf(1.5)) - 1, len(firsts) - 1)])
+        if paths and rng.random() < 0.1:
+            first, second = list(paths.values())[int(rng.integers(len(paths)))][:2]
+            path = [first, second] + rng.integers(100, 40000, rng.integers(1, 6)).tolist()
+        else:
+            path = [first] + rng.integers(100, 40000, rng.integers(2, 8)).tolist()
+        paths[str(k)] = path
+    return paths
+
+
+def catalogue_rows(hf, args, rng, timed) -> list[str]:
+    """Seconds per user for a whole synthetic catalogue: trie vs per-candidate packing, then beam top-10."""
+    from llmrec.backends import ScoreRequest
+    from llmrec.scoring.catalogue import TokenTrie, beam_search, trie_scores
+
+    paths = synthetic_catalogue(args.catalogue, rng)
+    trie = TokenTrie.build(paths)
+    tokens = sum(len(p) for p in paths.values())
+    prompts = [rng.integers(100, 40000, args.prompt_len).tolist() for _ in range(args.catalogue_users)]
+    out = [(f"catalogue: {len(paths)} items, {tokens} candidate tokens, {len(trie)} trie nodes "
+           f"({len(trie) / tokens:.2f}), {len(prompts)} users")]
+    t_trie, t_cand, diff, exact = [], [], 0.0, []
+    for p in prompts:
+        by_trie, dt = timed(trie_scores, hf, p, trie)
+        t_trie.append(dt)
+        (per,), dt = timed(hf.continuation_logprobs, [ScoreRequest(p, list(paths.values()))])
+        t_cand.append(dt)
+        diff = max(diff, max(abs(float(by_trie[i].sum()) - float(x.sum())) for i, x in zip(paths, per)))
+        exact.append({i for i, _ in sorted(by_trie.items(), key=lambda kv: -kv[1].sum())[:10]})
+    out.append(f"  exact, trie          {np.mean(t_trie):8.2f} s/user")
+    out.append(f"  exact, per-candidate {np.mean(t_cand):8.2f} s/user  (trie / per-candidate "
+               f"{np.mean(t_trie) / np.mean(t_cand):.2f}; max |diff| {diff:.1e})")
+    for width in (10, 20, 50):
+        secs, overlap = [], []
+        for p, ref in zip(prompts, exact):
+            found, dt = timed(beam_search, hf, p, trie, 10, width)
+            secs.append(dt)
+            overlap.append(len(ref & set(found.items)) / 10)
+        out.append(f"  beam {width:2d} top-10       {np.mean(secs):8.2f} s/user  (overlap with exact "
+                   f"{np.mean(overlap):.2f})")
+    return out
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 # optional): installs llmrec from this folder without dependencies, then runs the synthetic
 # scoring benchmark (random weights of SmolLM2-135M's shape, no downloads) on the GPU — the
 # transformers backend's naive and shared-prefix paths and, where vllm imports, its plain and
-# prefix-cache paths — and prints one table.
+# prefix-cache paths — and whole-catalogue scoring (a 1,682-item synthetic catalogue: token trie vs
+# per-candidate packing, beam search top-10), and prints one table.
 # Usage: bash scripts/gpu_check.sh [--users 200 --prompt-len 300]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,4 +13,4 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader ||
 "$PY" -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'transformers', transformers.__version__)"
 "$PY" -c "import vllm; print('vllm', vllm.__version__)" 2>/dev/null || echo "vllm: not importable (vLLM rows skipped)"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-"$PY" scripts/bench_synthetic.py --users 200 --naive-users 20 "$@"
+"$PY" scripts/bench_synthetic.py --users 200 --naive-users 20 --catalogue 1682 "$@"
