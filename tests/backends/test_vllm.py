@@ -237,8 +237,10 @@ def twin_queries(ml100k, ml100k_split, style, n_history):
     twin = replace(ml100k.items[spare[0]], title=first.title, year=first.year)
     data = replace(ml100k, items={**ml100k.items, twin.id: twin})
     qa = UserQuery(seq.user_id, history, [*cands, twin.id])
-    if style == "letters":
+    if style == "letters":  # the first history item under another id, that item shown with its text
         h = history[0]
+        alias = replace(ml100k.items[spare[1]], title=h.item.title, year=h.item.year, genres=h.item.genres)
+        data = replace(data, items={**data.items, alias.id: alias})
         shown = [Interaction(replace(h.item, id=spare[1]), h.rating, h.timestamp), *history[1:]]
         return data, qa, UserQuery(seq.user_id, shown, qa.candidates)
     return data, qa, UserQuery(other.user_id, history, qa.candidates)
