@@ -91,6 +91,12 @@ def cmd_assets(args: argparse.Namespace) -> int:
     return assets.run(args.action, args.names, args.force)
 
 
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from llmrec.recipes import datasets
+
+    return datasets.run(args.action, args.names, args.given, args.force)
+
+
 def cmd_prepare(args: argparse.Namespace) -> int:
     from llmrec.recipes import prepare
 
@@ -306,6 +312,16 @@ def _command_parsers(sub) -> None:
     p.add_argument("action", choices=["fetch", "list", "verify", "path"])
     p.add_argument("names", nargs="*", help="asset names (default: all)")
     p.add_argument("--force", action="store_true", help="rebuild even if the cache verifies")
+    p = _parser(sub, "datasets", cmd_datasets, "list, describe or fetch the registered public datasets",
+                "Registered datasets (MovieLens, Amazon 2014/2018/2023, Steam, Last.fm, Goodreads, Yelp) are "
+                "downloaded with resume and sha256 checks into $LLMREC_HOME/sources/NAME and converted once to "
+                "Parquet; `llmrec prepare data.dataset=NAME` then needs no other setting. Offline, download the "
+                "files named by `info` by hand and give them with --from.", config=False)
+    p.add_argument("action", choices=["list", "info", "fetch"])
+    p.add_argument("names", nargs="*", help="dataset names (`list` shows them)")
+    p.add_argument("--from", dest="given", action="append", metavar="FILE",
+                   help="an upstream file (or a folder holding them) obtained by hand; repeat for each file")
+    p.add_argument("--force", action="store_true", help="convert again even if the tables are up to date")
     p = _parser(sub, "prepare", cmd_prepare, "load data, split leave-one-out, write candidate sets and stats",
                 "Writes config.toml, prepared.json, stats.json, split.jsonl and candidates/*.jsonl into out_dir. "
                 "Later commands read the data settings back from prepared.json.")

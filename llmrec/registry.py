@@ -5,6 +5,7 @@
     BACKENDS   scoring backends (`rank.backend`)                  llmrec/backends/__init__.py
     FORMATS    data formats (`data.format`)                       llmrec/data/loaders.py
     ADAPTERS   adapter kinds (`train.adapter`)                    llmrec/models/adapters/__init__.py
+    DATASETS   published datasets by name (`data.dataset`)        llmrec/data/sources/catalog.py
 
 An entry is registered where it is defined (`@BASELINES.register("bpr")` on the class, or one
 `register` line naming "module:attribute" so that a heavy module is imported only when the entry is
@@ -143,3 +144,4 @@ BASELINES: Registry[Callable[..., Any]] = Registry("baseline", "baseline.name", 
 BACKENDS: Registry[Callable[..., Any]] = Registry("backend", "rank.backend", ("llmrec.backends",))
 FORMATS: Registry[Callable[..., Any]] = Registry("data format", "data.format", ("llmrec.data.loaders",))
 ADAPTERS: Registry[Any] = Registry("adapter kind", "train.adapter", ("llmrec.models.adapters",))
+DATASETS: Registry[Any] = Registry("dataset", "data.dataset", ("llmrec.data.sources.catalog",))

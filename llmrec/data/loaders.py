@@ -279,8 +279,8 @@ def load_recbole_dataset(cfg: DataConfig, log: Callable[[str], Any] = print) -> 
         from llmrec import assets
 
         if cfg.dataset not in assets.ASSETS or assets.ASSETS[cfg.dataset].kind != "dataset":
-            raise DataError(f"data.dataset {cfg.dataset!r} is not an embedded dataset; set data.path "
-                            f"to the folder holding {cfg.dataset}.inter and {cfg.dataset}.item")
+            raise DataError(f"data.dataset {cfg.dataset!r} is neither a registered dataset (`llmrec datasets "
+                            f"list`) nor an embedded one; for your own files set data.path (and data.format)")
         folder = assets.fetch(cfg.dataset, log=log)
     return load_recbole(folder, cfg.dataset, cfg, log)
 
@@ -289,9 +289,23 @@ FORMATS.register("csv", lambda cfg, log=print: load_table(cfg, log, _csv_rows), 
 FORMATS.register("jsonl", lambda cfg, log=print: load_table(cfg, log, _jsonl_rows), requires=("path", "items_path"))
 
 
+@FORMATS.register("parquet", requires=("path",))
+def load_parquet(cfg: DataConfig, log: Callable[[str], Any] = print) -> Dataset:
+    """A converted folder (`interactions.parquet`, `items.parquet`), as `llmrec datasets fetch` writes."""
+    from llmrec.data.sources.tables import read_tables
+
+    return read_tables(Path(cfg.path), cfg.dataset, cfg.item_noun, log)
+
+
 def load_raw(cfg: DataConfig, log=print) -> Dataset:
-    """Load the configured dataset as stored (fetching the embedded one if needed), unfiltered,
-    with the reader its registered format names (`data.format`)."""
+    """Load the configured dataset as stored, unfiltered: a registered dataset by its name alone
+    (fetched and converted on first use; the embedded ML-100K from its wheel), else with the reader
+    its registered format names (`data.format`)."""
+    from llmrec.data.sources import fetch as sources
+
+    if not cfg.path and sources.is_registered(cfg.dataset) and not sources.get(cfg.dataset).extra.get("embedded"):
+        noun = "" if cfg.item_noun == DataConfig.item_noun else cfg.item_noun
+        return sources.load(cfg.dataset, noun, log=log)
     return FORMATS.get(cfg.format)(cfg, log)
 
 
