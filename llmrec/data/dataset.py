@@ -84,6 +84,13 @@ class Dataset:
         return len(self.items)
 
     @property
+    def rating_scale(self) -> str:
+        """The ratings' range as templates print it ("1-5", "0.5-5"; "1" for implicit feedback)."""
+        r = self.interactions["rating"]
+        lo, hi = (float(r.min()), float(r.max())) if len(r) else (1.0, 1.0)
+        return f"{lo:g}" if lo == hi else f"{lo:g}-{hi:g}"
+
+    @property
     def n_interactions(self) -> int:
         return len(self.interactions)
 

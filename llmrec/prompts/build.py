@@ -55,8 +55,9 @@ class PromptBuilder:
     """Renders a template for one tokenizer: chat wrapping, answer prefix, budget."""
 
     def __init__(self, template: Template, tokenizer, max_tokens: int, item_noun: str = "item",
-                 slots: SlotIds | None = None) -> None:
+                 slots: SlotIds | None = None, rating_scale: str = "1-5") -> None:
         self.template = template
+        self.rating_scale = rating_scale
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens
         self.item_noun = item_noun
@@ -77,7 +78,7 @@ class PromptBuilder:
 
     def text_and_slots(self, **variables: Any) -> tuple[str, tuple[int, ...]]:
         """The prompt text (placeholder tokens where vectors go) and the slot ids in order."""
-        body = self.template.render(item_noun=self.item_noun, **variables)
+        body = self.template.render(item_noun=self.item_noun, rating_scale=self.rating_scale, **variables)
         slot_ids: tuple[int, ...] = ()
         if self.slots is not None:
             body, keys = extract(body, self.slots.placeholder)

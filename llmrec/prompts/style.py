@@ -42,7 +42,8 @@ class PromptStyle:
         self.template = template
         self.tokenizer = tokenizer
         self.dataset = dataset
-        self.builder = PromptBuilder(template, tokenizer, max_tokens, dataset.item_noun, slots)
+        self.builder = PromptBuilder(template, tokenizer, max_tokens, dataset.item_noun, slots,
+                                     dataset.rating_scale)
         self.style_impl = STYLES.get(template.style)()
         self._single: dict[tuple[str, str], int] = {}
         self._targets: dict[tuple[str, str], list[int]] = {}  # (prompt's end, item) -> answer ids
