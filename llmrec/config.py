@@ -349,7 +349,9 @@ class ChatConfig:
     """`llmrec chat`, the chat API of `llmrec serve` and `llmrec chat-eval` (llmrec/chat). Reranking uses
     `[rank]` (template, backend, scoring) and `[model]`; the collaborative scores `serve.retriever`."""
 
-    understand: Literal["lm", "rules"] = "lm"  # lm: the understanding template, rules when it does not parse
+    # rules: the request read by rules (genres, decades, years, titles); lm: the understanding template under its
+    # grammar, rules when it does not parse. rules by default: SmolLM2-135M's parsed readings are poor (docs/chat.md)
+    understand: Literal["lm", "rules"] = "rules"
     understand_template: str = "chat/understand_v2"  # v1: with a worked example (for decoding without the grammar)
     understand_max_new_tokens: int = 48
     understand_grammar: bool = True  # lm: decode the answer under its grammar, so it always parses (chat/grammar.py)

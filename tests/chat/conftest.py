@@ -8,8 +8,9 @@ import pytest
 from llmrec.config import apply_overrides, from_dict, to_dict
 from tests.serve.conftest import SERVE, ThreadServer
 
-# Bounded generation keeps a turn around a second or two on a CPU.
-CHAT = ["chat.max_new_tokens=12", "chat.understand_max_new_tokens=40", "chat.k=4", "chat.retrieve=8"]
+# Bounded generation keeps a turn around a second or two on a CPU; the LM reads the requests (not the
+# default, rules) so that its path is what these tests exercise.
+CHAT = ["chat.understand=lm", "chat.max_new_tokens=12", "chat.understand_max_new_tokens=40", "chat.k=4", "chat.retrieve=8"]
 
 
 def chat_config(prepared, *extra: str):

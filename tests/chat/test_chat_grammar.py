@@ -90,10 +90,12 @@ def test_the_model_under_the_grammar_reads_every_request(chat_service):
     from dataclasses import replace
 
     from llmrec.chat.engine import ChatEngine
+    from llmrec.config import ChatConfig
 
     engine = ChatEngine.from_service(chat_service, log=lambda *_: None, db=":memory:")
     s = engine.settings
     assert (s.understand, s.understand_grammar, s.understand_template) == ("lm", True, "chat/understand_v2")
+    assert ChatConfig().understand == "rules"  # the default: SmolLM2's parsed readings are poor (docs/chat.md)
     sims, _ = evaluate.sim_users(engine, 4)
     texts = evaluate.utterances(sims, "movie", 2)
     understood = asyncio.run(evaluate.understand_all(engine, texts))
