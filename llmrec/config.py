@@ -36,7 +36,7 @@ __all__ = ["Config", "Sections", "apply_overrides", "dump_toml", "from_dict", "l
 
 T = TypeVar("T")
 
-CANDIDATE_KINDS = ("sampled", "pop", "full")  # "retrieved" files come from `llmrec baseline --retrieve`
+CANDIDATE_KINDS = ("sampled", "pop", "window", "bm25", "full")  # "retrieved" files come from `llmrec baseline --retrieve`
 STAGES = ("test", "valid")
 ScoringMode = Literal["sum", "mean", "calibrated"]  # title style, llmrec/scoring/likelihood.py
 
@@ -101,6 +101,7 @@ class CandidatesConfig:
     n: int = 20  # list length (1 positive + n-1 negatives) for sampled/pop
     seed: int = 0
     stages: tuple[str, ...] = ("test", "valid")
+    include_target: bool = True  # bm25: false writes the lists as retrieved (the target only when BM25 finds it)
 
     def __post_init__(self) -> None:
         for kind in self.kinds:

@@ -2,8 +2,15 @@
 
 Kinds: `sampled-N` (positive + N-1 unseen items drawn uniformly), `pop-N` (negatives
 drawn in proportion to training popularity, the harder protocol of Krichene & Rendle 2020's
-critique of sampled metrics) and `full` (every unseen item). Files carry their seed and the
-dataset fingerprint so a method can never score lists built from other data.
+critique of sampled metrics, BERT4Rec's), `window-N` (uniform over every item except the target and
+the prompt's history window, so items the user saw earlier can be negatives: LLaRA's protocol),
+`bm25-N` (the unseen items whose text best matches the history's text by BM25: hard, text-alike
+negatives, RecBole 3.0's BM25 candidates) and `full` (every unseen item). Files carry their seed
+and the dataset fingerprint so a method can never score lists built from other data.
+
+`candidates.include_target = false` writes bm25 lists as retrieved (`bm25-N-notarget`): the target
+is in a list only when BM25 found it, and is recorded as `missed` otherwise (the "ground truth
+absent" setting); every other kind always includes it.
 
 On a cold-start split (`split.cold_items`) negatives are warm items only, so a cold item is only
 ever a held-out positive, and `subset` writes the test users whose target is cold
@@ -42,6 +49,7 @@ class CandidateSet:
     dataset_hash: str
     lists: list[CandidateList] = field(default_factory=list)
     subset: str = ""  # cold | warm: the users whose target is a cold (held-out) or a warm item; "": all
+    filled: int = 0  # bm25: negatives drawn uniformly because too few items matched the history's text
 
     @property
     def label(self) -> str:
@@ -55,6 +63,8 @@ class CandidateSet:
     def meta(self) -> dict[str, Any]:
         meta = {"kind": self.kind, "n": self.n, "seed": self.seed, "stage": self.stage,
                 "dataset_hash": self.dataset_hash, "users": len(self.lists)}
+        if self.kind == "bm25":
+            meta["filled"] = self.filled
         return {**meta, "subset": self.subset} if self.subset else meta
 
     def by_user(self) -> dict[str, CandidateList]:
@@ -147,12 +157,14 @@ def _rng(seed: int, kind: str, stage: str) -> np.random.Generator:
     return np.random.default_rng([seed, zlib.crc32(kind.encode()), zlib.crc32(stage.encode())])
 
 
-def build(split: Split, kind: str, n: int, seed: int, stage: str) -> CandidateSet:
+def build(split: Split, kind: str, n: int, seed: int, stage: str, texts: dict[str, str] | None = None,
+          window: int = 20, include_target: bool = True) -> CandidateSet:
     """Build one candidate set over the items that occur in the split.
 
-    Negatives are items the user never interacted with (in any part of the split) and, on a
-    cold-start split, warm items only; the positive is the user's `stage` target and appears
-    exactly once; list order is shuffled for sampled/pop.
+    Negatives are items the user never interacted with (in any part of the split; for `window`,
+    only the last `window` history items are excluded) and, on a cold-start split, warm items only;
+    the positive is the user's `stage` target and appears exactly once; list order is shuffled
+    for sampled/pop/window/bm25. `bm25` needs each item's text (`texts`).
     """
     universe = sorted({i for s in split for i in s.items}, key=natural_key)
     index = {i: k for k, i in enumerate(universe)}
@@ -161,14 +173,17 @@ def build(split: Split, kind: str, n: int, seed: int, stage: str) -> CandidateSe
     if kind == "pop":
         counts = train_item_counts(split, universe).astype(np.float64)
         weights = counts + 1e-9 * counts.sum() / len(universe)  # unseen-in-train items: almost never
+    if kind == "bm25":
+        return _bm25(split, universe, index, n, seed, stage, texts or {}, window, include_target, rng)
     cs = CandidateSet(kind, None if kind == "full" else n, seed, stage, split.dataset_hash)
     cold = [index[i] for i in split.cold_items if i in index]
     for s in split:
+        pos = s.target(stage)
         seen = np.zeros(len(universe), dtype=bool)
-        seen[[index[i] for i in s.items]] = True
+        excluded = s.history(stage, window) + (pos,) if kind == "window" else s.items
+        seen[[index[i] for i in excluded]] = True
         seen[cold] = True  # never a negative (no-op on splits without cold items)
         pool = np.flatnonzero(~seen)
-        pos = s.target(stage)
         if kind == "full":
             ids = np.sort(np.append(pool, index[pos]))
             cs.lists.append(CandidateList(s.user_id, pos, tuple(universe[k] for k in ids)))
@@ -184,6 +199,53 @@ def build(split: Split, kind: str, n: int, seed: int, stage: str) -> CandidateSe
         ids = np.append(neg, index[pos])
         rng.shuffle(ids)
         cs.lists.append(CandidateList(s.user_id, pos, tuple(universe[k] for k in ids)))
+    return cs
+
+
+def _bm25(split: Split, universe: list[str], index: dict[str, int], n: int, seed: int, stage: str,
+          texts: dict[str, str], window: int, include_target: bool, rng: np.random.Generator) -> CandidateSet:
+    """Per user, the unseen items ranked by BM25 between their text and the text of the last
+    `window` history items; too few matches (score 0) are filled uniformly from the other unseen
+    items, and the fill is counted in the file's meta."""
+    import bm25s
+
+    missing = [i for i in universe if not texts.get(i)]
+    if missing:
+        raise DataError(f"bm25 candidates need every item's text; {len(missing)} have none (e.g. {missing[:3]})")
+    quiet = {"show_progress": False}
+    retriever = bm25s.BM25()
+    retriever.index(bm25s.tokenize([texts[i] for i in universe], stopwords="en", **quiet), **quiet)
+    label = "bm25" if include_target else "bm25-notarget"
+    cs = CandidateSet("bm25", n, seed, stage, split.dataset_hash, subset="" if include_target else "notarget")
+    cold = {index[i] for i in split.cold_items if i in index}
+    filled = 0
+    users = list(split)
+    queries = [" ".join(texts[i] for i in s.history(stage, window)) for s in users]
+    k = min(len(universe), n + max(len(s.items) for s in users) + len(cold))
+    found, scores = retriever.retrieve(bm25s.tokenize(queries, stopwords="en", **quiet), k=k, **quiet)
+    for s, row, score in zip(users, found, scores):
+        pos = s.target(stage)
+        seen = {index[i] for i in s.items} | cold
+        if not include_target:
+            seen.discard(index[pos])  # retrieved as it comes: the target counts only if BM25 ranks it in
+        want = n - 1 if include_target else n
+        hits = [int(j) for j, sc in zip(row, score) if sc > 0 and int(j) not in seen][:want]
+        if len(hits) < want:
+            rest = np.setdiff1d(np.flatnonzero(~np.isin(np.arange(len(universe)), list(seen))), hits)
+            if len(rest) < want - len(hits):
+                raise DataError(f"user {s.user_id!r} has too few unseen items for {label}-{n}")
+            extra = rng.choice(rest, size=want - len(hits), replace=False)
+            filled += len(extra)
+            hits += [int(j) for j in extra]
+        if include_target:
+            ids = np.array([*hits, index[pos]])
+            rng.shuffle(ids)
+            cs.lists.append(CandidateList(s.user_id, pos, tuple(universe[j] for j in ids)))
+        else:
+            found_it = index[pos] in hits
+            cs.lists.append(CandidateList(s.user_id, pos if found_it else None, tuple(universe[j] for j in hits),
+                                          None if found_it else pos))
+    cs.filled = filled
     return cs
 
 

@@ -77,10 +77,14 @@ def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
     split.save(out / "split.jsonl")
 
     files = []
+    texts = {i: " ".join([it.title, *it.genres]) for i, it in dataset.items.items()} \
+        if "bm25" in cfg.candidates.kinds else None
     for kind in cfg.candidates.kinds:
         for stage in cfg.candidates.stages:
-            cs = cands.build(split, kind, cfg.candidates.n, cfg.candidates.seed, stage)
-            subsets = [cands.subset(cs, split, w) for w in ("cold", "warm")] if split.cold_items and stage == "test" else []
+            cs = cands.build(split, kind, cfg.candidates.n, cfg.candidates.seed, stage, texts,
+                             cfg.split.history_len, cfg.candidates.include_target)
+            subsets = ([cands.subset(cs, split, w) for w in ("cold", "warm")]
+                       if split.cold_items and stage == "test" and not cs.subset else [])
             for c in (cs, *subsets):
                 path = out / "candidates" / c.filename
                 c.save(path)

@@ -74,3 +74,44 @@ def test_load_rejects_bad_files(tmp_path, ml100k_split):
     p.write_text(meta)
     with pytest.raises(DataError, match="was built on dataset h"):
         CandidateSet.load(p).check_dataset(ml100k_split.dataset_hash, p)
+
+
+def test_window_negatives_exclude_only_the_history_window(ml100k_split):
+    """LLaRA's protocol: items the user saw before the prompt's window may be negatives."""
+    cs = cands.build(ml100k_split, "window", 20, 0, "test", window=10)
+    assert cs.label == "window-20" and len(cs.lists) == len(ml100k_split)
+    earlier_seen = 0
+    for c in cs.lists:
+        s = ml100k_split[c.user_id]
+        window = set(s.history("test", 10))
+        negatives = set(c.candidates) - {c.positive}
+        assert c.positive == s.test and len(c.candidates) == 20 and not negatives & window
+        earlier_seen += len(negatives & set(s.items))
+    assert earlier_seen > 0  # would be 0 if every seen item were excluded, as in sampled-N
+
+
+def test_bm25_negatives_match_the_history_text(ml100k, ml100k_split):
+    texts = {i: " ".join([it.title, *it.genres]) for i, it in ml100k.items.items()}
+    bm = cands.build(ml100k_split, "bm25", 20, 0, "test", texts, window=20)
+    uni = cands.build(ml100k_split, "sampled", 20, 0, "test")
+    assert bm.label == "bm25-20" and bm.meta()["filled"] < len(ml100k_split)  # almost every list is all matches
+
+    def overlap(cs):  # mean share of a list's negatives sharing a genre with the last history item
+        shares = []
+        for c in cs.lists:
+            s = ml100k_split[c.user_id]
+            assert c.positive == s.test and not (set(c.candidates) - {c.positive}) & set(s.items)
+            last = set(ml100k.items[s.history("test", 1)[0]].genres)
+            negs = [i for i in c.candidates if i != c.positive]
+            shares.append(np.mean([bool(set(ml100k.items[i].genres) & last) for i in negs]))
+        return float(np.mean(shares))
+
+    assert overlap(bm) > overlap(uni) + 0.1  # harder, text-alike negatives
+    open_lists = cands.build(ml100k_split, "bm25", 20, 0, "test", texts, window=20, include_target=False)
+    assert open_lists.label == "bm25-20-notarget"
+    found = [c for c in open_lists.lists if c.positive is not None]
+    assert 0 < len(found) < len(open_lists.lists)  # the target is there only when BM25 retrieved it
+    assert all(c.missed == ml100k_split[c.user_id].test for c in open_lists.lists if c.positive is None)
+    assert all(len(c.candidates) == 20 for c in open_lists.lists)
+    with pytest.raises(DataError, match="bm25 candidates need every item's text"):
+        cands.build(ml100k_split, "bm25", 20, 0, "test", {}, window=20)

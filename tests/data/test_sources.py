@@ -113,9 +113,10 @@ def test_prepare_and_rank_two_users_by_name_alone(converted, tmp_path):
 
     name, fx, _ = converted
     out = tmp_path / "prepared"
-    cfg = load_config(None, [f"out_dir={out}", f"data.dataset={fx}", "candidates.kinds=['sampled']",
+    cfg = load_config(None, [f"out_dir={out}", f"data.dataset={fx}", "candidates.kinds=['sampled','window','bm25']",
                              "candidates.n=2", "candidates.stages=['test']"])
     prepare.run(cfg, log=lambda *_: None)
+    assert {p.name for p in (out / "candidates").iterdir()} == {f"{k}-2.test.jsonl" for k in ("sampled", "window", "bm25")}
     res = rank.run(load_config(str(out / "config.toml"), [
         "rank.users=2", "rank.template=letters/candidates_v1", "rank.candidates=sampled-2.test",
         f"rank.run_dir={tmp_path / 'run'}"]), log=lambda *_: None)
