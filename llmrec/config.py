@@ -168,6 +168,7 @@ class RankConfig:
     users: int = 0  # rank only the first N users (0: all)
     max_prompt_tokens: int = 0  # prompt budget; 0: the model's context length
     seed: int = 0  # candidate order inside list prompts
+    shuffles: int = 1  # list styles: score N seeded orders of each list and average (position-bias control)
     batch_users: int = 4  # users per backend call
     top_k: int = 0  # candidates written per user (0: all, ranked)
     trie: Literal["auto", "always", "never"] = "auto"  # title style: score a list through its token trie (auto: > 64)
@@ -185,7 +186,7 @@ class RankConfig:
             raise ConfigError(f"rank.beam={self.beam} generates rank.top_k items per user: set rank.top_k (e.g. 10)")
         if self.beam and self.engine == "ray":
             raise ConfigError("rank.beam runs on rank.engine=local (the Ray engine scores given lists only)")
-        _at_least("rank", self, 1, "batch_users")
+        _at_least("rank", self, 1, "batch_users", "shuffles")
         if self.ray.output == "parquet" and self.engine != "ray":
             raise ConfigError("rank.ray.output=parquet is written by the Ray engine: add rank.engine=ray "
                               "(on one machine it starts a local Ray cluster)")

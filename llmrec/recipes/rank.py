@@ -65,6 +65,7 @@ def score_settings(cfg: Config, template: Template, source: str, source_sha256: 
         "dataset_hash": dataset_hash, "history_len": cfg.split.history_len,
         "max_prompt_tokens": cfg.rank.max_prompt_tokens, "top_k": cfg.rank.top_k, "on_unknown": cfg.rank.on_unknown,
         **({"beam": cfg.rank.beam} if cfg.rank.beam else {}),
+        **({"shuffles": cfg.rank.shuffles} if cfg.rank.shuffles > 1 else {}),
     }
 
 
@@ -117,6 +118,8 @@ def run(cfg: Config, log=print, make_scorer=None) -> RankResult:
         mine = [r for r in rows if r["user_id"] in order]
         metrics = metrics_of_rows(mine)
         generation = {"generation": generation_stats(mine, job)} if cfg.rank.beam else {}
+        if positions := by_position(mine):
+            generation["hr1_by_target_position"] = positions
         writer.finish(metrics, users=len(mine), rows_in_file=len(rows), users_ranked_now=len(todo),
                       seconds_now=round(elapsed, 2),
                       users_per_second=round(len(todo) / elapsed, 3) if todo and elapsed else None, **generation)
@@ -133,7 +136,18 @@ def row(s, job: queries.Job, top_k: int) -> dict[str, Any]:
     r = runs.rank_row(s.user_id, s.candidates, s.scores, None if missed else positive, top_k, missed,
                       dropped_history=s.dropped, prompt_tokens=s.prompt_tokens)
     r["positive"] = positive
+    if s.shown and not missed and positive is not None:
+        r["target_position"] = int(s.shown[s.candidates.index(positive)])  # 0: first in the (first) prompt
     return r
+
+
+def by_position(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """HR@1 by the target's position in a list prompt (the position-bias report of list styles)."""
+    out: dict[int, list[float]] = {}
+    for r in rows:
+        if "target_position" in r and r.get("rank") is not None:
+            out.setdefault(r["target_position"], []).append(float(r["rank"] <= 1))
+    return {str(p): {"users": len(v), "hr@1": round(sum(v) / len(v), 4)} for p, v in sorted(out.items())}
 
 
 def generation_stats(rows: list[dict[str, Any]], job: queries.Job) -> dict[str, float]:

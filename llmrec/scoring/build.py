@@ -68,7 +68,7 @@ def build_ranker(cfg: Config, template: Template, dataset: Dataset, stage: str,
         tokenizer, dataset = adapted(cfg, dataset)
         return LLMRanker(template, backend, tokenizer, dataset, cfg.rank.scoring,
                          cfg.rank.max_prompt_tokens, cfg.rank.seed, stage=stage, owns_backend=owned,
-                         trie=cfg.rank.trie)
+                         trie=cfg.rank.trie, shuffles=cfg.rank.shuffles)
     except BaseException:
         if owned:
             backend.close()

@@ -37,6 +37,7 @@ class Scored:
     scores: np.ndarray  # aligned with `candidates`; higher is better
     dropped: int  # history items left out by the token budget
     prompt_tokens: int  # longest prompt built for this user
+    shown: tuple[int, ...] = ()  # list styles: the position each candidate had in the (first) prompt
 
 
 class LLMRanker:
@@ -45,11 +46,12 @@ class LLMRanker:
     def __init__(self, template: Template, backend: Backend | None, tokenizer, dataset: Dataset, scoring: str = "sum",
                  max_prompt_tokens: int = 0, seed: int = 0, max_length: int | None = None,
                  slots: SlotIds | None = None, stage: str = "test", owns_backend: bool = False,
-                 trie: str = "auto") -> None:
+                 trie: str = "auto", shuffles: int = 1) -> None:
         """`slots`: the collaborative-vector table of a `| cf` template (default: the backend's);
         `stage`: whose targets are scored (`test` or `valid`: which user vectors slots read);
         `owns_backend`: `close()` also closes the backend; `trie`: score a title-style candidate list
-        through its token trie (`auto`: lists longer than `TRIE_FROM`; `always`; `never`)."""
+        through its token trie (`auto`: lists longer than `TRIE_FROM`; `always`; `never`); `shuffles`:
+        list styles score that many seeded orders of each list and average (position-bias control)."""
         self.template = template
         self.backend = backend
         self.tokenizer = tokenizer
@@ -59,6 +61,11 @@ class LLMRanker:
         self.stage = stage
         self.owns_backend = owns_backend
         self.trie = trie
+        self.shuffles = shuffles
+        self._pass = 0  # which of the `shuffles` orders `shuffled` gives
+        if shuffles > 1 and not STYLES.entry(template.style).capabilities.get("shuffled"):
+            raise ConfigError(f"rank.shuffles={shuffles}: {template.name} is {template.style} style, whose prompt "
+                              "shows no list order to shuffle; use a letters template")
         context = backend.max_length if backend is not None else int(max_length or 2048)
         slots = slots if slots is not None else (backend.slots if backend is not None else None)
         self.prompts = PromptStyle(template, tokenizer, dataset, prompt_budget(max_prompt_tokens, context), slots)
@@ -86,9 +93,10 @@ class LLMRanker:
             self.backend.close()
 
     def shuffled(self, q: UserQuery) -> list[int]:
-        """Deterministic per (seed, user) order of candidates in a list prompt."""
-        rng = np.random.default_rng([self.seed, zlib.crc32(q.user_id.encode())])
-        return list(rng.permutation(len(q.candidates)))
+        """Deterministic per (seed, user) order of candidates in a list prompt; the later orders of
+        `rank.shuffles` add the pass number to the seed."""
+        key = [self.seed, zlib.crc32(q.user_id.encode())] + ([self._pass] if self._pass else [])
+        return list(np.random.default_rng(key).permutation(len(q.candidates)))
 
     def scorables(self, q: UserQuery) -> tuple[list[Scorable], list[int]]:
         """The scored sequences of one user and the candidate order shown in a list prompt
@@ -113,6 +121,15 @@ class LLMRanker:
         if slots is not None:
             slots.set_stage(self.stage)  # the table may be shared: set before every call
         out = self.prompts.style_impl.score(self, queries)
+        if STYLES.entry(self.template.style).capabilities.get("shuffled"):
+            out = [replace(s, shown=tuple(np.argsort(self.shuffled(q)))) for s, q in zip(out, queries)]
+            for p in range(1, self.shuffles):  # the same lists in other orders: average the scores
+                self._pass = p
+                try:
+                    again = self.prompts.style_impl.score(self, queries)
+                finally:
+                    self._pass = 0
+                out = [replace(s, scores=s.scores + (a.scores - s.scores) / (p + 1)) for s, a in zip(out, again)]
         if slots is not None and slots.residual:
             out = [replace(s, scores=s.scores + slots.offsets(s.user_id, s.candidates)) for s in out]
         return out

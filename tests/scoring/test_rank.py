@@ -81,3 +81,45 @@ def test_answer_token_styles_equal_naive_on_real_model(name, hf_backend, ml100k,
         finally:
             del hf_backend.caches_prefixes
         np.testing.assert_allclose(whole.scores, ref, atol=1e-4)
+
+
+def test_shuffles_average_the_scores_of_several_orders(ml100k, ml100k_split, tokenizer):
+    from llmrec.errors import ConfigError
+
+    letter_ids = [tokenizer.convert_tokens_to_ids(x) for x in "ABCDE"]
+    q = _query(ml100k_split, ml100k)
+    ranker = LLMRanker(load_template("letters/candidates_v1"), EchoBackend(), tokenizer, ml100k, seed=3, shuffles=3)
+    orders = []
+    for p in range(3):
+        ranker._pass = p
+        orders.append(ranker.shuffled(q))
+    ranker._pass = 0
+    assert len({tuple(o) for o in orders}) == 3  # three different orders of the same list
+    (scored,) = ranker.score([q])
+    expected = np.zeros(5)
+    for order in orders:
+        for j, k in enumerate(order):
+            expected[k] += letter_ids[j] / 1000 / 3
+    np.testing.assert_allclose(scored.scores, expected)
+    assert [scored.shown[k] for k in orders[0]] == [0, 1, 2, 3, 4]  # positions in the first prompt
+    with pytest.raises(ConfigError, match="rank.shuffles=2: title/next_item_v1 is title style"):
+        LLMRanker(load_template("title/next_item_v1"), EchoBackend(), tokenizer, ml100k, shuffles=2)
+
+
+def test_rank_reports_hr1_by_target_position(prepared, tmp_path):
+    import json
+
+    from llmrec.config import apply_overrides, from_dict, to_dict
+    from llmrec.recipes import rank
+
+    cfg = from_dict(type(prepared), apply_overrides(to_dict(prepared), [
+        "rank.template=letters/candidates_v1", "rank.users=3", "rank.shuffles=2", f"rank.run_dir={tmp_path / 'r'}"]))
+    rank.run(cfg, log=lambda *_: None)
+    rows = [json.loads(x) for x in (tmp_path / "r" / "ranks.jsonl").read_text().splitlines()]
+    run = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert run["settings"]["shuffles"] == 2
+    report = run["hr1_by_target_position"]
+    assert sum(v["users"] for v in report.values()) == 3
+    for r in rows:
+        assert 0 <= r["target_position"] < 20
+        assert report[str(r["target_position"])]["hr@1"] >= float(r["rank"] <= 1) / report[str(r["target_position"])]["users"]
