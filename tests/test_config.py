@@ -155,3 +155,19 @@ def test_sections_per_component(tmp_path):
         load_config(None, ["rank.backend=tgi"])
     with pytest.raises(ConfigError, match="model.dtype: expected one of auto, float32, bfloat16, float16, float64; got 'int8'"):
         load_config(None, ["model.dtype=int8"])
+
+
+def test_paper_recipes_load_and_name_registered_data():
+    """Each paper recipe is a valid config on a registered dataset, and says how it differs."""
+    from pathlib import Path
+
+    from llmrec.registry import DATASETS
+
+    recipes = sorted(Path("scripts/configs/papers").glob("*.toml"))
+    assert {p.stem for p in recipes} >= {"llara_movielens", "tiger_beauty"}
+    for path in recipes:
+        cfg = load_config(str(path))
+        assert cfg.data.dataset in DATASETS and cfg.out_dir.startswith("runs/papers/")
+        assert "differs" in path.read_text()
+    llara = load_config("scripts/configs/papers/llara_movielens.toml")
+    assert (llara.split.history_len, llara.rank.candidates) == (10, "window-20.test")
