@@ -26,7 +26,7 @@ from llmrec.baselines.vectors import Vectors
 from llmrec.config import BaselineConfig
 from llmrec.data.split import Split, natural_key
 from llmrec.errors import ConfigError
-from llmrec.eval.metrics import expected_ranks, ndcg
+from llmrec.eval.metrics import ndcg
 from llmrec.registry import BASELINES, DERIVE
 
 
@@ -118,7 +118,8 @@ for _name, _target, _reads in (
         ("item-knn", "llmrec.baselines.knn:ItemKNN", ()),
         ("user-knn", "llmrec.baselines.knn:UserKNN", ()),
         ("mf", "llmrec.baselines.mf:BiasedMF", ()),
-        ("bpr", "llmrec.baselines.mf:BPRMF", ()),
+        ("bpr", "llmrec.baselines.bpr:BPRMF", ()),
+        ("bpr-adam", "llmrec.baselines.mf:BPRAdam", ()),
         ("als", "llmrec.baselines.als:ALS", ()),
         ("ease", "llmrec.baselines.ease:EASE", ()),
         ("neumf", "llmrec.baselines.neumf:NeuMF", ()),
@@ -167,12 +168,24 @@ def from_config(cfg: BaselineConfig) -> tuple[Recommender, dict]:
 
 def full_valid_ndcg10(model: Recommender, data: TrainData, batch: int = 512) -> float:
     """NDCG@10 of each user's validation item among all items not in their training history:
-    the early-stopping signal for the trained baselines."""
+    the early-stopping signal for the trained baselines, measured after every epoch, so it works
+    in the model's own precision and discounts the few training items of each user from the
+    counts instead of masking a dense users x items copy (a third of the time per call)."""
     total = 0.0
+    seen = data.binary.tocsr()
     for start in range(0, len(data.users), batch):
         users = np.arange(start, min(start + batch, len(data.users)))
-        scores = scores_of(model, data, users, "valid")
-        seen = data.binary[users].toarray() > 0
-        scores[seen] = -np.inf
-        total += float(ndcg(expected_ranks(scores, data.valid[users]), 10).sum())
+        scores = np.asarray(model.score_all(users, "valid"))
+        if data.cold.any() and not getattr(model, "cold_start", False):
+            scores = scores.copy()
+            scores[:, data.cold] = -np.inf
+        p = scores[np.arange(len(users)), data.valid[users]]
+        greater = (scores > p[:, None]).sum(1).astype(np.float64)
+        equal = (scores == p[:, None]).sum(1).astype(np.float64)
+        sub = seen[users]
+        rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
+        mine = scores[rows, sub.indices]  # training items never compete with the validation item
+        greater -= np.bincount(rows, weights=mine > p[rows], minlength=len(users))
+        equal -= np.bincount(rows, weights=mine == p[rows], minlength=len(users))
+        total += float(ndcg(1.0 + greater + (equal - 1) / 2.0, 10).sum())
     return total / len(data.users)

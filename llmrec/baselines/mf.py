@@ -1,17 +1,11 @@
-"""Matrix factorisation baselines in torch, vectorised, seeded, early-stopped on validation.
+"""Rating matrix factorisation in torch, vectorised, seeded, early-stopped on validation.
 
-- `BiasedMF` (Koren, Bell & Volinsky, 2009): r_hat = mu + b_u + b_i + p_u . q_i fitted to the
-  training ratings by squared error + L2; items are ranked by predicted rating.
-- `BPRMF` (Rendle et al., 2009): implicit feedback, x_ui = p_u . q_i + b_i, trained on
-  (user, positive, sampled negative) triples with -log sigmoid(x_ui - x_uj) + L2 on the embeddings
-  of each triple.
-
-Both evaluate NDCG@10 of the validation item (full ranking over unseen items) after each epoch,
-keep the best parameters and stop after `patience` epochs without improvement. BPR's defaults
-were chosen on the validation items (`scripts/tune_baselines.py`): its full-ranking quality
-depends mostly on small steps (learning rate 1e-3, batches of 1024, about 40 epochs); with the
-large steps of a first version (3e-2, batches of 16384) validation NDCG@10 peaked within a few
-epochs at a worse point (0.065 against 0.071).
+`BiasedMF` (Koren, Bell & Volinsky, 2009): r_hat = mu + b_u + b_i + p_u . q_i fitted to the
+training ratings by squared error + L2; items are ranked by predicted rating. It evaluates NDCG@10
+of the validation item (full ranking over unseen items) after each epoch, keeps the best
+parameters and stops after `patience` epochs without improvement. `BPRAdam` (`bpr-adam`) is BPR-MF
+trained the same way with Adam on sampled triples; the default BPR-MF (`bpr`) runs on `implicit`'s
+solver (`llmrec/baselines/bpr.py`).
 """
 
 from __future__ import annotations
@@ -100,14 +94,19 @@ class BiasedMF(_MF):
         return super().score_all(users, stage) + self.mu
 
 
-class BPRMF(_MF):
-    name = "bpr"
+class BPRAdam(_MF):
+    """BPR-MF trained with Adam in torch (the `bpr` of earlier releases, kept as `bpr-adam` so figures
+    measured with it can be reproduced): minibatches of (user, positive, sampled negative), item
+    bias, L2 on each triple's embeddings. Better than `bpr` on ML-100K's sampled lists, at several
+    times the fit time (docs/baselines.md)."""
+
+    name = "bpr-adam"
 
     def __init__(self, embedding_size: int = 64, epochs: int = 200, learning_rate: float = 1e-3,
                  weight_decay: float = 1e-5, batch_size: int = 1024, patience: int = 5, seed: int = 0) -> None:
         super().__init__(embedding_size, epochs, learning_rate, weight_decay, batch_size, patience, seed)
 
-    def fit(self, data: TrainData) -> BPRMF:
+    def fit(self, data: TrainData) -> BPRAdam:
         coo = data.binary.tocoo()
         u_all = coo.row.astype(np.int64)
         i_all = coo.col.astype(np.int64)

@@ -59,6 +59,13 @@ def test_bpr_beats_popularity_and_mf_learns_ratings(ml100k_split):
     assert np.sqrt(np.mean((pred - truth) ** 2)) < np.sqrt(np.mean((truth.mean() - truth) ** 2))
     again = make("bpr", seed=0, epochs=3).fit(data)
     assert again.history == make("bpr", seed=0, epochs=3).fit(data).history  # seeded
+    eager = make("bpr", seed=0, epochs=40, patience=1, min_epochs=0).fit(data)
+    assert len(eager.history) < 40  # stops at the first epoch without a gain
+    patient = make("bpr", seed=0, epochs=40, patience=1, min_epochs=30).fit(data)
+    assert len(patient.history) >= 30 and patient.history[:len(eager.history)] == eager.history
+    adam = make("bpr-adam", seed=0, epochs=3).fit(data)  # the earlier torch BPR, kept for its figures
+    assert len(adam.history) == 3 and adam.history == make("bpr-adam", seed=0, epochs=3).fit(data).history
+    assert max(adam.history) > pop
 
 
 def test_settings_meant_for_another_model_are_errors():
@@ -72,7 +79,7 @@ def test_settings_meant_for_another_model_are_errors():
     model, settings = from_config(cfg("baseline.name=item-knn", "baseline.item-knn.neighbours=7"))
     assert settings == {"neighbours": 7, "shrink": 10.0} and model.neighbours == 7
     with pytest.raises(ConfigError, match=r"unknown config key 'baseline.bpr.neighbours'; known keys: \["
-                                          "'batch_size', 'embedding_size', 'epochs'"):
+                                          "'embedding_size', 'epochs', 'learning_rate', 'min_epochs'"):
         cfg("baseline.bpr.neighbours=50")
     with pytest.raises(ConfigError, match=r"baseline.seed = 3 is not a setting of 'pop' \(it has no randomness\)"):
         from_config(cfg("baseline.name=pop", "baseline.seed=3"))
