@@ -53,9 +53,10 @@ class DataConfig:
     """Where interactions and items come from and how they are filtered."""
 
     dataset: str = "ml-100k"  # an embedded asset name, or a name for a user dataset
-    format: str = "recbole"  # a registered data format: recbole | csv | jsonl
+    format: str = "recbole"  # a registered data format: recbole | csv | jsonl | hf | parquet
     path: str = ""  # recbole: folder holding <name>.inter/.item; csv/jsonl: interactions file
-    items_path: str = ""  # csv/jsonl only: the items file
+    items_path: str = ""  # csv/jsonl/hf: the items file (hf: a dataset folder or hub id)
+    hf_split: str = "train"  # hf: the split to read
     user_field: str = "user_id"
     item_field: str = "item_id"
     rating_field: str = ""  # empty: `rating` if present, else implicit feedback (1.0); set: must exist

@@ -36,7 +36,7 @@ def test_wrong_types_and_values():
         CandidatesConfig(n=1)
     with pytest.raises(ConfigError, match="data.format 'csv' needs data.path and data.items_path"):
         load_config(None, ["data.format=csv"])
-    with pytest.raises(ConfigError, match="data.format: unknown data format 'xml'; known: csv, jsonl, parquet, recbole"):
+    with pytest.raises(ConfigError, match="data.format: unknown data format 'xml'; known: csv, hf, jsonl, parquet, recbole"):
         load_config(None, ["data.format=xml"])
     with pytest.raises(ConfigError, match="expected key.sub=value"):
         load_config(None, ["candidates.seed"])

@@ -287,6 +287,28 @@ def load_recbole_dataset(cfg: DataConfig, log: Callable[[str], Any] = print) -> 
 
 FORMATS.register("csv", lambda cfg, log=print: load_table(cfg, log, _csv_rows), requires=("path", "items_path"))
 FORMATS.register("jsonl", lambda cfg, log=print: load_table(cfg, log, _jsonl_rows), requires=("path", "items_path"))
+FORMATS.register("hf", lambda cfg, log=print: load_table(cfg, log, lambda p: _hf_rows(p, cfg.hf_split)),
+                 requires=("path", "items_path"))
+
+
+def _hf_rows(path: Path, split: str = "train") -> tuple[list[str], Iterator[tuple[int, dict[str, Any]]]]:
+    """A Hugging Face dataset: a folder written by `save_to_disk`, a folder of data files, or a hub
+    id (read with `datasets.load_dataset`, which caches it; offline, only what is cached)."""
+    import datasets
+
+    where = str(path)
+    try:
+        if path.is_dir() and ((path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()):
+            ds = datasets.load_from_disk(where)
+        else:
+            ds = datasets.load_dataset(where, split=split)
+    except (FileNotFoundError, ValueError, OSError, datasets.exceptions.DatasetNotFoundError) as e:
+        raise DataError(f"{where}: not a readable Hugging Face dataset ({str(e).splitlines()[0][:200]})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise DataError(f"{where}: no split {split!r} (it has {', '.join(ds)}); set data.hf_split")
+        ds = ds[split]
+    return list(ds.column_names), ((n, rec) for n, rec in enumerate(ds, 1))
 
 
 @FORMATS.register("parquet", requires=("path",))

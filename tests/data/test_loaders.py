@@ -206,3 +206,28 @@ def test_exact_duplicate_rows_are_dropped_and_counted(tmp_path):
     messages.clear()
     assert load_dataset(_csv_cfg(tmp_path), log=messages.append).stats()["duplicate_rows_dropped"] == 0
     assert messages == []
+
+
+def test_hf_dataset_folders_with_field_mapping(tmp_path):
+    """data.format = "hf": datasets saved with `save_to_disk` (or data-file folders), mapped like CSV."""
+    import datasets
+
+    datasets.Dataset.from_dict({"reader": ["a", "a", "a", "b", "b", "b"], "book": ["1", "2", "3", "3", "1", "2"],
+                                "stars": [5, 3, 4, 2, 5, 4], "when": [1, 2, 3, 4, 5, 6]}).save_to_disk(tmp_path / "inter")
+    datasets.Dataset.from_dict({"book": ["1", "2", "3"], "title": ["Dune", "Emma", "Ulysses"],
+                                "genres": [["sf"], ["novel", "romance"], []],
+                                "year": [1965, 1815, 1922]}).save_to_disk(tmp_path / "items")
+    cfg = DataConfig(dataset="books", format="hf", path=str(tmp_path / "inter"), items_path=str(tmp_path / "items"),
+                     user_field="reader", item_field="book", rating_field="stars", timestamp_field="when",
+                     item_noun="book")
+    ds = load_dataset(cfg, log=lambda *_: None)
+    assert (ds.n_users, len(ds.items), ds.n_interactions) == (2, 3, 6)
+    assert ds.items["2"].genres == ("novel", "romance") and ds.items["3"].year == 1922
+    assert ds.interactions["rating"].tolist() == [5.0, 3.0, 4.0, 2.0, 5.0, 4.0]
+    (tmp_path / "files").mkdir()
+    (tmp_path / "files" / "part.jsonl").write_text('{"reader": "c", "book": "1", "stars": 1, "when": 9}\n')
+    files = load_dataset(DataConfig(**{**cfg.__dict__, "path": str(tmp_path / "files")}), log=lambda *_: None)
+    assert files.n_interactions == 1  # a folder of data files, read by datasets.load_dataset
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: not a readable Hugging Face dataset"):
+        load_dataset(DataConfig(**{**cfg.__dict__, "path": str(tmp_path / "empty")}), log=lambda *_: None)
