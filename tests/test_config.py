@@ -102,7 +102,7 @@ def test_tables_of_other_entries_are_checked_but_unused():
                              "baseline.sasrec.patience=4", "train.prompt_tuning.num_virtual_tokens=8"])
     assert cfg.train.adapter_settings.num_virtual_tokens == 8 and cfg.train.adapters["lora"].rank == 16
     assert cfg.backend_settings.batch_tokens == 4096 and cfg.backend["vllm"].enforce_eager is True
-    assert cfg.baseline.name == "bpr" and cfg.baseline.settings().patience == 5  # bpr's own default
+    assert cfg.baseline.name == "bpr" and cfg.baseline.settings().patience == 20  # bpr's own default
     with pytest.raises(ConfigError, match="unknown config key 'train.lora.num_virtual_tokens'"):
         load_config(None, ["train.adapter=prompt-tuning", "train.lora.num_virtual_tokens=8"])
     with pytest.raises(ConfigError, match="backend.vllm.gpu_memory_utilization: must be in"):
