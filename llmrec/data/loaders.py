@@ -150,7 +150,7 @@ def _interactions(rows: Iterator[tuple[int, dict[str, Any]]], cfg: DataConfig, p
 
 
 def _items(rows: Iterator[tuple[int, dict[str, Any]]], cfg: DataConfig, path: Path, columns: list[str],
-           split_genres) -> dict[str, Item]:
+           split_genres, log: Callable[[str], Any] = print) -> dict[str, Item]:
     id_field = cfg.item_field
     if id_field not in columns:
         raise DataError(f"{path}: no item id column {id_field!r}; columns are {columns}")
@@ -175,6 +175,11 @@ def _items(rows: Iterator[tuple[int, dict[str, Any]]], cfg: DataConfig, path: Pa
             genres=tuple(split_genres(rec.get(genres))) if genres else (),
             fields={c: str(rec[c]) for c in extra if rec.get(c) not in (None, "")},
         )
+    for column, what, have in ((year, "year", any(i.year is not None for i in items.values())),
+                               (genres, "genres", any(i.genres for i in items.values()))):
+        if column and items and not have:  # a column that is there but says nothing
+            log(f"warning: {path}: column {column!r} gives no item a {what}; year filters, genre filters and "
+                f"templates that show it have nothing to work with")
     return items
 
 
@@ -193,7 +198,7 @@ def load_recbole(folder: Path, name: str, cfg: DataConfig, log: Callable[[str], 
     df, n_dup = _interactions(((n, dict(zip(cols, r))) for n, r in rows), cfg, inter_path, cols, log)
     cols, rows = read_atomic(item_path)
     items = _items(((n, dict(zip(cols, r))) for n, r in rows), cfg, item_path, cols,
-                   lambda v: (v or "").split())
+                   lambda v: (v or "").split(), log)
     _check_items_known(df, items, inter_path)
     users: dict[str, dict[str, str]] = {}
     if user_path.is_file():
@@ -264,7 +269,7 @@ def load_table(cfg: DataConfig, log: Callable[[str], Any] = print, reader=None) 
         return [g.strip() for g in str(v or "").split(cfg.genres_sep) if g.strip()]
 
     cols, rows = reader(item_path)
-    items = _items(rows, cfg, item_path, cols, split_genres)
+    items = _items(rows, cfg, item_path, cols, split_genres, log)
     _check_items_known(df, items, inter_path)
     return Dataset(cfg.dataset, items, df, {}, cfg.item_noun, n_dup)
 

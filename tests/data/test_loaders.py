@@ -77,6 +77,11 @@ def test_csv_loader(tmp_path):
     assert ds.items["b1"].title == "Dune, Part One" and ds.items["b1"].genres == ("Sci-Fi", "Classic")
     assert ds.items["b2"].genres == () and ds.items["b2"].year == 1815
     assert ds.interactions["rating"].tolist() == [4.0, 5.0, 3.0]
+    (tmp_path / "i.csv").write_text('item,title,year,genres\nb1,Dune,,Sci-Fi\nb2,Emma,,\n')
+    logs: list[str] = []
+    load_dataset(cfg, log=logs.append)  # a year column with no year in it is worth a warning
+    assert logs == ["warning: " + str(tmp_path / "i.csv") + ": column 'year' gives no item a year; year filters, "
+                    "genre filters and templates that show it have nothing to work with"]
     (tmp_path / "r.csv").write_text("user,item,stars,ts\nA,b1,4,10\nA,b2,5\n")
     with pytest.raises(DataError, match=r"r.csv:3: expected 4 columns"):
         load_dataset(cfg)
