@@ -115,9 +115,10 @@ class BlockRanker:
         rows = []
         for start in range(0, len(job.queries), r.batch_users):
             for s in self.scorer.score(job.queries[start:start + r.batch_users]):
+                missed = s.user_id in job.missed
                 rows.append(runs.rank_row(s.user_id, s.candidates, s.scores, job.positives[s.user_id], r.top_k,
-                                          s.user_id in job.missed, dropped_history=s.dropped,
-                                          prompt_tokens=s.prompt_tokens))
+                                          missed, dropped_history=s.dropped, prompt_tokens=s.prompt_tokens,
+                                          **s.position(None if missed else job.positives[s.user_id])))
         return rows, job
 
 

@@ -134,10 +134,9 @@ def row(s, job: queries.Job, top_k: int) -> dict[str, Any]:
     positive = job.positives[s.user_id]
     missed = s.user_id in job.missed or (positive is not None and positive not in s.candidates)
     r = runs.rank_row(s.user_id, s.candidates, s.scores, None if missed else positive, top_k, missed,
-                      dropped_history=s.dropped, prompt_tokens=s.prompt_tokens)
+                      dropped_history=s.dropped, prompt_tokens=s.prompt_tokens,
+                      **s.position(None if missed else positive))
     r["positive"] = positive
-    if s.shown and not missed and positive is not None:
-        r["target_position"] = int(s.shown[s.candidates.index(positive)])  # 0: first in the (first) prompt
     return r
 
 

@@ -39,6 +39,12 @@ class Scored:
     prompt_tokens: int  # longest prompt built for this user
     shown: tuple[int, ...] = ()  # list styles: the position each candidate had in the (first) prompt
 
+    def position(self, item: str | None) -> dict[str, int]:
+        """`{"target_position": p}` for a ranks row: where `item` stood in the list prompt ({} if unknown)."""
+        if not self.shown or item is None or item not in self.candidates:
+            return {}
+        return {"target_position": int(self.shown[self.candidates.index(item)])}
+
 
 class LLMRanker:
     """Scores users' candidates with one template; prompts come from the shared `PromptStyle`."""
