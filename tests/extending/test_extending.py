@@ -181,4 +181,4 @@ def test_unregistered_names_are_refused(capsys):
     assert main(["rank", "--backend", "parity"]) == 2
     assert "rank.backend: unknown backend 'parity'; known: hf, vllm" in capsys.readouterr().err
     assert main(["prepare", "data.format=pairs", "data.path=x", "data.items_path=y"]) == 2
-    assert "data.format: unknown data format 'pairs'; known: csv, jsonl, recbole" in capsys.readouterr().err
+    assert "data.format: unknown data format 'pairs'; known: csv, hf, jsonl, parquet, recbole" in capsys.readouterr().err
