@@ -16,14 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from llmrec.baselines import TrainData, full_valid_ndcg10
-from llmrec.baselines.training import EpochBar
+from llmrec.baselines import TrainData
+from llmrec.baselines.training import fit_implicit_early_stopped
 from llmrec.baselines.vectors import Vectors
 from llmrec.errors import ConfigError
-
-
-class _Stop(Exception):
-    """Raised from the per-epoch callback to end training early."""
 
 
 class BPRMF:
@@ -52,30 +48,8 @@ class BPRMF:
         model = BayesianPersonalizedRanking(factors=self.embedding_size, learning_rate=self.learning_rate,
                                             regularization=self.weight_decay, iterations=self.epochs,
                                             num_threads=self.threads, random_state=self.seed)
-        best, bad = -1.0, 0
-        self.history, self.best_epoch = [], 0
-        bar = EpochBar(self.name, self.epochs)
-
-        def after_epoch(epoch: int, *_) -> None:
-            nonlocal best, bad
-            self.user_factors, self.item_factors = model.user_factors, model.item_factors
-            ndcg = full_valid_ndcg10(self, data)
-            self.history.append(ndcg)
-            if ndcg > best:
-                best, bad, self.best_epoch = ndcg, 0, epoch + 1
-                self._best = (model.user_factors.copy(), model.item_factors.copy())
-            else:
-                bad += 1
-            bar.update(ndcg, best)
-            if bad >= self.patience and epoch + 1 >= self.min_epochs:
-                raise _Stop
-
-        with bar:
-            try:
-                model.fit(data.binary.astype(np.float32), show_progress=False, callback=after_epoch)
-            except _Stop:
-                pass
-        self.user_factors, self.item_factors = self._best
+        fit_implicit_early_stopped(self, data, model, epochs=self.epochs, patience=self.patience,
+                                   min_epochs=self.min_epochs)
         return self
 
     def score_all(self, users: np.ndarray, stage: str = "test") -> np.ndarray:

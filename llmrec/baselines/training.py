@@ -91,3 +91,39 @@ def sample_negatives(rng: np.random.Generator, users: np.ndarray, seen: np.ndarr
         j[bad] = rng.integers(0, n_items, int(bad.sum()))
         bad = seen[users[:, None], j]
     return j
+
+
+class _Stop(Exception):
+    """Raised from an `implicit` solver's per-iteration callback to end training early."""
+
+
+def fit_implicit_early_stopped(model, data: TrainData, solver, *, epochs: int, patience: int,
+                               min_epochs: int = 0) -> None:
+    """Fit an `implicit` solver (ALS, BPR) with validation NDCG@10 after each iteration, through its
+    callback: keeps the best iteration's factors in `model.user_factors` / `model.item_factors`,
+    stops after `patience` iterations without a gain (never before `min_epochs`), and sets
+    `model.history` and `model.best_epoch`. `model.score_all` must read those two arrays."""
+    best, bad, kept = -1.0, 0, None
+    model.history, model.best_epoch = [], 0
+
+    def after_iteration(iteration: int, *_) -> None:
+        nonlocal best, bad, kept
+        model.user_factors, model.item_factors = solver.user_factors, solver.item_factors
+        ndcg = full_valid_ndcg10(model, data)
+        model.history.append(ndcg)
+        if ndcg > best:
+            best, bad, model.best_epoch = ndcg, 0, iteration + 1
+            kept = (solver.user_factors.copy(), solver.item_factors.copy())
+        else:
+            bad += 1
+        bar.update(ndcg, best)
+        if bad >= patience and iteration + 1 >= min_epochs:
+            raise _Stop
+
+    with EpochBar(model.name, epochs) as bar:
+        try:
+            solver.fit(data.binary.astype(np.float32), show_progress=False, callback=after_iteration)
+        except _Stop:
+            pass
+    assert kept is not None
+    model.user_factors, model.item_factors = kept
