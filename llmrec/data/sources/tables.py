@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from llmrec.data.dataset import timestamp_problem
@@ -105,15 +106,16 @@ class Tables:
         used: set[str] = set()
         kept = 0
         final = self.folder / "interactions.parquet"
+        known = pa.array(list(self.items), pa.string())
         with pq.ParquetWriter(final.with_suffix(".tmp"), INTERACTIONS) as out:
             for batch in pq.ParquetFile(self._raw).iter_batches(BATCH):
                 t = pa.Table.from_batches([batch])
-                ids = t.column("item_id").to_pylist()
-                mask = [i in self.items for i in ids]
-                if mask.count(False):
-                    self.dropped["interaction with an item that has no metadata"] += mask.count(False)
-                t = t.filter(pa.array(mask, pa.bool_()))
-                used.update(t.column("item_id").to_pylist())
+                mask = pc.is_in(t.column("item_id"), value_set=known)
+                missing = len(mask) - (pc.sum(mask).as_py() or 0)
+                if missing:
+                    self.dropped["interaction with an item that has no metadata"] += missing
+                t = t.filter(mask)
+                used.update(pc.unique(t.column("item_id")).to_pylist())
                 kept += t.num_rows
                 out.write_table(t)
         self._raw.unlink()
