@@ -83,7 +83,8 @@ def _optional_field(setting: str, configured: str, default: str, columns: list[s
     return default if default in columns else None
 
 
-def _year(value: Any) -> int | None:
+def year_of(value: Any) -> int | None:
+    """The year a field starts with ("1995", "1995-01-01"), None when it does not start with one."""
     try:
         return int(str(value).strip()[:4])
     except ValueError:
@@ -171,7 +172,7 @@ def _items(rows: Iterator[tuple[int, dict[str, Any]]], cfg: DataConfig, path: Pa
         items[iid] = Item(
             id=iid,
             title=t,
-            year=_year(rec.get(year)) if year else None,
+            year=year_of(rec.get(year)) if year else None,
             genres=tuple(split_genres(rec.get(genres))) if genres else (),
             fields={c: str(rec[c]) for c in extra if rec.get(c) not in (None, "")},
         )

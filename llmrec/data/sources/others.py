@@ -10,8 +10,8 @@ from __future__ import annotations
 import csv
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
-from typing import Any
 
+from llmrec.data.loaders import year_of
 from llmrec.data.sources import Source
 from llmrec.data.sources.tables import Files, Tables, records
 
@@ -21,11 +21,6 @@ def _seconds(text: str, fmt: str) -> float:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.timestamp()
-
-
-def _year(text: Any) -> int | None:
-    digits = str(text or "").strip()[:4]
-    return int(digits) if digits.isdigit() else None
 
 
 def convert_steam(files: Files, tables: Tables, source: Source) -> None:
@@ -44,7 +39,7 @@ def convert_steam(files: Files, tables: Tables, source: Source) -> None:
     with files.open("games") as f:
         for rec in records(f, tables, "unreadable item row"):
             genres = list(rec.get("genres") or []) + list(rec.get("tags") or [])
-            tables.item(rec.get("id"), rec.get("app_name") or rec.get("title"), _year(rec.get("release_date")),
+            tables.item(rec.get("id"), rec.get("app_name") or rec.get("title"), year_of(rec.get("release_date")),
                         genres[:8], developer=rec.get("developer") or "", publisher=rec.get("publisher") or "",
                         price=str(rec.get("price") or ""))
 
@@ -115,7 +110,7 @@ def convert_goodreads(files: Files, tables: Tables, source: Source) -> None:
                 if name and name not in SHELVES_NOT_GENRES:
                     shelves.append(name)
             tables.item(rec.get("book_id"), rec.get("title_without_series") or rec.get("title"),
-                        _year(rec.get("publication_year")), shelves[:5],
+                        year_of(rec.get("publication_year")), shelves[:5],
                         description=str(rec.get("description") or "")[:2000],
                         publisher=str(rec.get("publisher") or ""), pages=str(rec.get("num_pages") or ""))
 
