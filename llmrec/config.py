@@ -79,9 +79,11 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """Chronological leave-one-out: last item test, second-to-last validation, the rest train."""
+    """Chronological split. leave-one-out: per user, last item test, second-to-last validation, the
+    rest train. global-time: one cut for everyone; the first new item after it is the test target."""
 
-    method: Literal["leave-one-out"] = "leave-one-out"
+    method: Literal["leave-one-out", "global-time"] = "leave-one-out"
+    cut: str | float = "0.9"  # global-time: share of the log before the cut (0.9), Unix seconds, or a date (2018-01-01)
     history_len: int = 20  # prompts see at most the last N items (LlamaRec uses 20)
     tie_break: Literal["hash", "file"] = "hash"  # same-timestamp order: seeded hash (not id order) | file order
     seed: int = 0  # seed of the "hash" tie-break (and of the cold items drawn)
@@ -89,6 +91,7 @@ class SplitConfig:
 
     def __post_init__(self) -> None:
         check_choices(self, "split")
+        object.__setattr__(self, "cut", str(self.cut))  # 0.9 and "0.9" are one setting (and one prepared record)
         if not 0 <= self.cold_items < 1:
             raise ConfigError(f"split.cold_items: the share of items held out must be in [0, 1); got {self.cold_items}")
         _at_least("split", self, 1, "history_len")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import datetime
 import tomllib
 import types
 import typing
@@ -132,6 +133,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         return from_dict(tp, value, prefix=f"{key}.")
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is str and isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()  # a TOML date or date-time where text is expected: its ISO text
     if tp in (int, float, str, bool):
         if type(value) is not tp:
             raise ConfigError(f"{key}: expected {_type_name(tp)}; got {value!r}")

@@ -177,7 +177,7 @@ def build(split: Split, kind: str, n: int, seed: int, stage: str, texts: dict[st
         return _bm25(split, universe, index, n, seed, stage, texts or {}, window, include_target, rng)
     cs = CandidateSet(kind, None if kind == "full" else n, seed, stage, split.dataset_hash)
     cold = [index[i] for i in split.cold_items if i in index]
-    for s in split:
+    for s in split.evaluated(stage):
         pos = s.target(stage)
         seen = np.zeros(len(universe), dtype=bool)
         excluded = s.history(stage, window) + (pos,) if kind == "window" else s.items
@@ -219,7 +219,7 @@ def _bm25(split: Split, universe: list[str], index: dict[str, int], n: int, seed
     cs = CandidateSet("bm25", n, seed, stage, split.dataset_hash, subset="" if include_target else "notarget")
     cold = {index[i] for i in split.cold_items if i in index}
     filled = 0
-    users = list(split)
+    users = list(split.evaluated(stage))
     queries = [" ".join(texts[i] for i in s.history(stage, window)) for s in users]
     k = min(len(universe), n + max(len(s.items) for s in users) + len(cold))
     found, scores = retriever.retrieve(bm25s.tokenize(queries, stopwords="en", **quiet), k=k, **quiet)

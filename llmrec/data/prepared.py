@@ -34,6 +34,8 @@ def _split_fields(split: SplitConfig) -> dict[str, Any]:
     fields = {k: v for k, v in to_dict(split).items() if k not in RUN_TIME_SPLIT_KEYS}
     if not fields["cold_items"]:
         del fields["cold_items"]  # off: recorded as folders prepared before the option existed
+    if fields["method"] == "leave-one-out":
+        del fields["cut"]  # read by global-time only
     return fields
 
 

@@ -1,4 +1,4 @@
-"""Chronological leave-one-out split.
+"""Chronological splits: leave-one-out (per user) and global time (one cut date for everyone).
 
 Each user's interactions are put in time order; interactions with the same timestamp are ordered
 by the tie-break. "hash" (the default) orders them by a seeded, platform-stable hash of
@@ -9,6 +9,15 @@ whose order within a second is meaningful. Never item id, which leaks the catalo
 Each item appears once per user, at its latest occurrence (earlier repeats are dropped and
 counted), so a held-out item is never also in that user's history. The last item is the test
 target, the one before it the validation target, the rest is training history.
+
+Global time (`global_time`, the "timeline" protocol): one cut time for all users, so no model
+trains on anything that happened after a test event. A user's sequence is their items before the
+cut (each once, at its latest occurrence there) followed by their first item after the cut that
+is new to them: that item is the test target, the last one before the cut the validation target.
+Users with no new item after the cut still train: their items before the cut form a leave-one-out
+sequence inside the past (training history, a validation target, and a last item no one uses),
+marked `train_only` so that no test list is built for them. Users with fewer items than that are
+skipped and counted.
 
 Cold start (`hold_out_items`): a seeded share of the items is held out of training entirely. A
 held-out ("cold") item stays only where it is a user's test target and is dropped from every
@@ -23,15 +32,18 @@ import json
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from llmrec.data.dataset import Dataset, Interaction
 from llmrec.errors import ConfigError, DataError
 
 MIN_SEQUENCE = 3  # train (>= 1) + valid + test
 TIE_BREAKS = ("hash", "file")
+SPLIT_METHODS = ("leave-one-out", "global-time")
 
 
 def natural_key(s: str) -> tuple[int, int | str]:
@@ -91,6 +103,9 @@ class Split:
     tie_break: str = "file"  # split files written before the setting existed used file order
     seed: int = 0
     cold_items: frozenset[str] = frozenset()  # items held out of training (`hold_out_items`)
+    method: str = "leave-one-out"
+    cut: float | None = None  # global-time: the cut, Unix seconds (items at or after it are "after")
+    train_only: frozenset[str] = frozenset()  # global-time: users with no test target (train and validate only)
 
     def __iter__(self) -> Iterator[UserSequence]:
         return iter(self.users.values())
@@ -105,10 +120,13 @@ class Split:
             raise DataError(f"unknown user_id {user_id!r} (not in the split)") from None
 
     def save(self, path: Path) -> None:
-        meta = {"method": "leave-one-out", "dataset_hash": self.dataset_hash, "skipped_users": self.skipped_users,
+        meta = {"method": self.method, "dataset_hash": self.dataset_hash, "skipped_users": self.skipped_users,
                 "repeats_dropped": self.repeats_dropped, "tie_break": self.tie_break, "seed": self.seed}
         if self.cold_items:  # only cold-start splits carry the key: other split files stay as they were
             meta["cold_items"] = sorted(self.cold_items, key=natural_key)
+        if self.cut is not None:
+            meta["cut"] = self.cut
+            meta["train_only"] = sorted(self.train_only, key=natural_key)
         with open(path, "w") as f:
             f.write(json.dumps({"meta": meta}) + "\n")
             f.writelines(json.dumps({"user_id": s.user_id, "items": list(s.items), "ratings": list(s.ratings),
@@ -129,7 +147,12 @@ class Split:
             except (json.JSONDecodeError, KeyError, TypeError) as e:
                 raise DataError(f"{path}: malformed split file ({e})") from None
         return cls(users, meta["dataset_hash"], meta.get("skipped_users", 0), meta.get("repeats_dropped", 0),
-                   meta.get("tie_break", "file"), meta.get("seed", 0), frozenset(meta.get("cold_items", ())))
+                   meta.get("tie_break", "file"), meta.get("seed", 0), frozenset(meta.get("cold_items", ())),
+                   meta.get("method", "leave-one-out"), meta.get("cut"), frozenset(meta.get("train_only", ())))
+
+    def evaluated(self, stage: str) -> Iterator[UserSequence]:
+        """The users with a `stage` target: every user, except the train-only ones at test."""
+        return (s for s in self if stage != "test" or s.user_id not in self.train_only)
 
 
 def tie_hash(seed: int, user_id: str, item_id: str) -> int:
@@ -138,8 +161,8 @@ def tie_hash(seed: int, user_id: str, item_id: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-def leave_one_out(dataset: Dataset, tie_break: str = "hash", seed: int = 0) -> Split:
-    """Split every user with >= 3 distinct items; users with fewer are skipped and counted."""
+def _ordered(dataset: Dataset, tie_break: str, seed: int) -> pd.DataFrame:
+    """The interactions in time order, ties broken by `tie_break`."""
     if tie_break not in TIE_BREAKS:
         raise ConfigError(f"split.tie_break: expected one of hash, file; got {tie_break!r}")
     df = dataset.interactions
@@ -148,7 +171,16 @@ def leave_one_out(dataset: Dataset, tie_break: str = "hash", seed: int = 0) -> S
         tie = [tie_hash(seed, u, i) for u, i in zip(df["user_id"].tolist(), df["item_id"].tolist())]
         df = df.assign(tie=np.array(tie, dtype=np.uint64))
         keys = ["timestamp", "tie", "row"]
-    df = df.sort_values(keys, kind="stable")
+    return df.sort_values(keys, kind="stable")
+
+
+def _sequence(u: str, g: pd.DataFrame) -> UserSequence:
+    return UserSequence(u, tuple(g["item_id"].tolist()), tuple(g["rating"].tolist()), tuple(g["timestamp"].tolist()))
+
+
+def leave_one_out(dataset: Dataset, tie_break: str = "hash", seed: int = 0) -> Split:
+    """Split every user with >= 3 distinct items; users with fewer are skipped and counted."""
+    df = _ordered(dataset, tie_break, seed)
     repeat = df.duplicated(["user_id", "item_id"], keep="last")
     df = df[~repeat]
     users: dict[str, UserSequence] = {}
@@ -159,10 +191,60 @@ def leave_one_out(dataset: Dataset, tie_break: str = "hash", seed: int = 0) -> S
         if len(g) < MIN_SEQUENCE:
             skipped += 1
             continue
-        users[u] = UserSequence(
-            u, tuple(g["item_id"].tolist()), tuple(g["rating"].tolist()), tuple(g["timestamp"].tolist())
-        )
+        users[u] = _sequence(u, g)
     return Split(users, dataset.fingerprint(), skipped, int(repeat.sum()), tie_break, seed)
+
+
+def cut_time(dataset: Dataset, cut: str) -> float:
+    """`split.cut` in Unix seconds: a share in (0, 1) is the time before which that share of the
+    interactions lies (0.9: the last 10% of the log is after the cut); a number >= 1 is Unix
+    seconds; anything else is an ISO date or date-time, read as UTC."""
+    try:
+        value = float(cut)
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(cut)
+        except ValueError:
+            raise ConfigError(f"split.cut: expected a share in (0, 1), Unix seconds or an ISO date such as "
+                              f"2018-01-01; got {cut!r}") from None
+        return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+    if 0 < value < 1:
+        return float(np.quantile(dataset.interactions["timestamp"].to_numpy(np.float64), value, method="lower"))
+    if value >= 1:
+        return value
+    raise ConfigError(f"split.cut: a share must be in (0, 1) and Unix seconds >= 1; got {cut!r}")
+
+
+def global_time(dataset: Dataset, cut: str, tie_break: str = "hash", seed: int = 0) -> Split:
+    """The timeline split: every user's items before `cut`, then their first new item after it.
+
+    Interactions at or after the cut never enter a sequence except as that test target, so every
+    model trains on the past only. Users with no new item after the cut but >= 3 distinct items
+    before it are kept as `train_only`; users with fewer are skipped and counted.
+    """
+    at = cut_time(dataset, cut)
+    df = _ordered(dataset, tie_break, seed)
+    after = df["timestamp"].to_numpy(np.float64) >= at
+    before = df[~after]
+    repeat = before.duplicated(["user_id", "item_id"], keep="last")
+    before = before[~repeat]
+    firsts = {u: g for u, g in df[after].groupby("user_id", sort=False)}
+    users: dict[str, UserSequence] = {}
+    train_only: set[str] = set()
+    skipped = 0
+    for u, g in sorted(before.groupby("user_id", sort=False), key=lambda ug: natural_key(ug[0])):
+        later = firsts.get(u)
+        new = later[~later["item_id"].isin(g["item_id"])] if later is not None else None
+        if new is not None and not new.empty and len(g) >= MIN_SEQUENCE - 1:
+            users[u] = _sequence(u, pd.concat([g, new.iloc[:1]]))
+        elif len(g) >= MIN_SEQUENCE:
+            users[u] = _sequence(u, g)
+            train_only.add(u)
+        else:
+            skipped += 1
+    skipped += len(set(firsts) - set(before["user_id"]))  # users who appear only after the cut
+    return Split(users, dataset.fingerprint(), skipped, int(repeat.sum()), tie_break, seed,
+                 method="global-time", cut=at, train_only=frozenset(train_only))
 
 
 def hold_out_items(split: Split, share: float, seed: int) -> Split:
@@ -181,13 +263,15 @@ def hold_out_items(split: Split, share: float, seed: int) -> Split:
     users: dict[str, UserSequence] = {}
     skipped = split.skipped_users
     for s in split:
-        keep = [k for k, i in enumerate(s.items) if i not in cold or k == len(s.items) - 1]
+        test = len(s.items) - 1 if s.user_id not in split.train_only else -1
+        keep = [k for k, i in enumerate(s.items) if i not in cold or k == test]
         if len(keep) < MIN_SEQUENCE:
             skipped += 1
             continue
         users[s.user_id] = UserSequence(s.user_id, tuple(s.items[k] for k in keep),
                                         tuple(s.ratings[k] for k in keep), tuple(s.timestamps[k] for k in keep))
-    return Split(users, split.dataset_hash, skipped, split.repeats_dropped, split.tie_break, split.seed, cold)
+    return Split(users, split.dataset_hash, skipped, split.repeats_dropped, split.tie_break, split.seed, cold,
+                 split.method, split.cut, split.train_only & set(users))
 
 
 def train_item_counts(split: Split, universe: list[str]) -> np.ndarray:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ from llmrec.config import Config, dump_toml
 from llmrec.data import candidates as cands
 from llmrec.data.loaders import apply_filters, load_raw
 from llmrec.data.prepared import differences, prepare_command, read_record, write_record
-from llmrec.data.split import hold_out_items, leave_one_out
-from llmrec.errors import ConfigError
+from llmrec.data.split import global_time, hold_out_items, leave_one_out
+from llmrec.errors import ConfigError, DataError
 
 
 @dataclass
@@ -56,7 +57,15 @@ def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
     log(f"prepare: {cfg.data.dataset} ({cfg.data.format}) -> {out}")
     raw = load_raw(cfg.data, log)
     dataset = apply_filters(raw, cfg.data)
-    split = leave_one_out(dataset, cfg.split.tie_break, cfg.split.seed)
+    if cfg.split.method == "global-time":
+        split = global_time(dataset, cfg.split.cut, cfg.split.tie_break, cfg.split.seed)
+    else:
+        split = leave_one_out(dataset, cfg.split.tie_break, cfg.split.seed)
+    if len(split) == len(split.train_only):
+        raise DataError(f"the {cfg.split.method} split left no user to evaluate ({len(split.train_only)} train only, "
+                        f"{split.skipped_users} skipped)"
+                        + (f"; split.cut={cfg.split.cut!r} may lie outside the log's time range"
+                           if split.cut is not None else ""))
     if cfg.split.cold_items:
         split = hold_out_items(split, cfg.split.cold_items, cfg.split.seed)
     (out / "candidates").mkdir(parents=True, exist_ok=True)
@@ -65,6 +74,8 @@ def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
 
     stats = dataset.stats()
     stats["split_users"] = len(split)
+    if split.cut is not None:
+        stats["train_only_users"] = len(split.train_only)
     stats["skipped_users_lt3"] = split.skipped_users
     stats["repeats_dropped"] = split.repeats_dropped
     stats["dataset_hash"] = split.dataset_hash
@@ -93,8 +104,14 @@ def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
     write_record(out, cfg, split.dataset_hash)
     log(f"dataset {dataset.name} ({split.dataset_hash})")
     log(format_stats(stats_raw, stats))
-    log(f"leave-one-out split: {len(split)} users ({split.skipped_users} skipped with < 3 interactions); "
-        f"same-timestamp ties ordered by {split.tie_break} (seed {split.seed}); "
+    if split.cut is not None:
+        when = datetime.fromtimestamp(split.cut, UTC).isoformat(timespec="seconds")
+        how = (f"global-time split at {when} (split.cut={cfg.split.cut!r}): {len(split) - len(split.train_only)} "
+               f"users with a new item after the cut, {len(split.train_only)} train only, {split.skipped_users} "
+               f"skipped with too few items before the cut")
+    else:
+        how = f"leave-one-out split: {len(split)} users ({split.skipped_users} skipped with < 3 interactions)"
+    log(f"{how}; same-timestamp ties ordered by {split.tie_break} (seed {split.seed}); "
         f"{dataset.duplicate_rows_dropped} exact duplicate rows and {split.repeats_dropped} repeated items dropped")
     if split.cold_items:
         log(f"cold start: {len(split.cold_items)} items ({cfg.split.cold_items:.0%}, seed {cfg.split.seed}) held out of "

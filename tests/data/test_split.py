@@ -2,6 +2,7 @@ import hashlib
 import json
 import random
 
+import numpy as np
 import pytest
 
 from llmrec.config import DataConfig, SplitConfig
@@ -136,3 +137,110 @@ def test_split_meta_round_trip_and_old_files(tmp_path, ml100k):
                                          "timestamps": [1, 2, 3]}) + "\n")
     loaded = Split.load(old)
     assert (loaded.tie_break, loaded.seed, loaded.repeats_dropped, loaded.skipped_users) == ("file", 0, 0, 2)
+
+
+# Global time: a cut at t = 10. u1: items 1,2,3 before, 4 then 5 after; u2: 3 before (one repeated), 3 again
+# and 6 after; u3: only one item before; u4: nothing new after; u5: only after the cut; u6: nothing after.
+TIMELINE = ["u1\t1\t4\t1", "u1\t2\t4\t2", "u1\t3\t5\t3", "u1\t4\t3\t10", "u1\t5\t3\t11",
+            "u2\t3\t2\t1", "u2\t2\t4\t2", "u2\t3\t5\t4", "u2\t3\t4\t12", "u2\t6\t4\t13",
+            "u3\t1\t4\t5", "u3\t2\t4\t15",
+            "u4\t1\t4\t1", "u4\t2\t4\t2", "u4\t1\t4\t20",
+            "u5\t1\t4\t11", "u5\t2\t4\t12", "u5\t3\t4\t13",
+            "u6\t5\t4\t1", "u6\t6\t4\t2", "u6\t7\t4\t3"]
+
+
+def test_global_time_split_keeps_the_past_and_the_first_new_item_after_the_cut(tmp_path):
+    from llmrec.data.split import global_time
+
+    ds = load_recbole(write_recbole(tmp_path, "t", TIMELINE, ITEMS), "t", DataConfig())
+    split = global_time(ds, "10")
+    assert (split.method, split.cut) == ("global-time", 10.0)
+    assert split["u1"].items == ("1", "2", "3", "4") and (split["u1"].valid, split["u1"].test) == ("3", "4")
+    # u2's repeat before the cut keeps its latest occurrence; 3 again after the cut is not new, 6 is
+    assert split["u2"].items == ("2", "3", "6") and split["u2"].timestamps == (2.0, 4.0, 13.0)
+    assert split["u2"].ratings == (4.0, 5.0, 4.0)
+    assert sorted(split.users) == ["u1", "u2", "u6"] and split.skipped_users == 3  # u3, u4, u5
+    assert split.train_only == {"u6"} and split["u6"].items == ("5", "6", "7")  # trains, never tested
+    assert [s.user_id for s in split.evaluated("test")] == ["u1", "u2"]
+    assert [s.user_id for s in split.evaluated("valid")] == ["u1", "u2", "u6"]
+    assert split.repeats_dropped == 1
+    for s in split.evaluated("test"):  # nothing at or after the cut but the test target
+        assert max(s.timestamps[:-1]) < 10 <= s.timestamps[-1]
+    assert max(split["u6"].timestamps) < 10
+    split.save(tmp_path / "split.jsonl")
+    loaded = Split.load(tmp_path / "split.jsonl")
+    assert (loaded.method, loaded.cut, loaded.users, loaded.train_only) == ("global-time", 10.0, split.users, {"u6"})
+
+
+def test_global_time_cut_as_share_date_or_error(tmp_path):
+    from llmrec.data.split import cut_time, global_time
+
+    ds = load_recbole(write_recbole(tmp_path, "t", TIMELINE, ITEMS), "t", DataConfig())
+    times = sorted(float(r.split("\t")[3]) for r in TIMELINE)
+    assert cut_time(ds, "0.5") == times[10] == 4.0  # the lower 50% quantile of the 21 timestamps
+    assert cut_time(ds, "0.6") == times[12] == 10.0
+    assert global_time(ds, "0.6").users == global_time(ds, "10").users
+    assert cut_time(ds, "1970-01-01T00:00:10") == 10.0 == cut_time(ds, "1970-01-01T00:00:10+00:00")
+    assert cut_time(ds, "2018-01-01") == 1514764800.0
+    for bad in ("yesterday", "0", "-3", "1.0e"):
+        with pytest.raises(ConfigError, match=rf"split.cut: .*got '{bad}'"):
+            cut_time(ds, bad)
+
+
+def test_global_time_split_on_ml100k_never_trains_on_the_future(ml100k):
+    from llmrec.data.split import global_time, train_item_counts
+
+    split = global_time(ml100k, "0.9")
+    df = ml100k.interactions
+    assert split.cut == float(np.quantile(df["timestamp"].to_numpy(np.float64), 0.9, method="lower"))
+    tested = list(split.evaluated("test"))
+    assert 0 < len(tested) < len(split) and len(split) + split.skipped_users == df["user_id"].nunique()
+    for s in tested:
+        assert max(s.timestamps[:-1]) < split.cut <= s.timestamps[-1]
+        assert s.test not in s.history("test")
+    # every user with a new item after the cut and two before it is in the split
+    after = df[df["timestamp"] >= split.cut].groupby("user_id")["item_id"].apply(set)
+    before = df[df["timestamp"] < split.cut].groupby("user_id")["item_id"].apply(set)
+    expected = {u for u in after.index if u in before.index and len(before[u]) >= 2 and after[u] - before[u]}
+    assert {s.user_id for s in tested} == expected
+    for u in split.train_only:  # the other users train on their past only
+        assert max(split[u].timestamps) < split.cut and len(before[u]) >= 3
+    universe = sorted(ml100k.items)
+    counts = train_item_counts(split, universe)
+    assert counts.sum() == sum(len(s.train) for s in split)
+
+
+def test_prepare_global_time_records_the_cut_and_refuses_an_empty_split(tmp_path):
+    from llmrec.config import load_config
+    from llmrec.data.prepared import open_prepared
+    from llmrec.errors import DataError
+    from llmrec.recipes import prepare
+
+    folder = write_recbole(tmp_path / "data", "t", TIMELINE, ITEMS)
+    args = [f"data.path={folder}", 'data.dataset="t"', "candidates.n=2", "candidates.kinds=['sampled', 'full']",
+            'split.method="global-time"']
+    lines: list[str] = []
+    cfg = load_config(None, [*args, f"out_dir={tmp_path / 'out'}", 'split.cut="1970-01-01T00:00:10"'])
+    prepare.run(cfg, log=lines.append)
+    assert any(x.startswith("global-time split at 1970-01-01T00:00:10+00:00 (split.cut='1970-01-01T00:00:10'): "
+                            "2 users with a new item after the cut, 1 train only, 3 skipped") for x in lines)
+    p = open_prepared(load_config(None, [f"out_dir={tmp_path / 'out'}"]))
+    assert p.cfg.split.method == "global-time" and p.cfg.split.cut == "1970-01-01T00:00:10"
+    assert p.split().users == prepare.global_time(p.dataset(), "10").users
+    cands = [json.loads(x) for x in (tmp_path / "out" / "candidates" / "full.test.jsonl").read_text().splitlines()[1:]]
+    assert [(c["user_id"], c["positive"], c["candidates"]) for c in cands] == [("u1", "4", ["4", "5", "6", "7"]),
+                                                                          ("u2", "6", ["1", "4", "5", "6", "7"])]
+    with pytest.raises(DataError, match=r"global-time split left no user to evaluate \(4 train only, 2 skipped\); "
+                                        r"split.cut='2030-01-01' may lie outside"):
+        prepare.run(load_config(None, [*args, f"out_dir={tmp_path / 'late'}", 'split.cut="2030-01-01"']),
+                    log=lines.append)
+
+
+def test_split_cut_setting_reads_dates_and_numbers_as_one_text():
+    from llmrec.config import load_config
+
+    assert load_config(None, ["split.cut=1998-03-01"]).split.cut == "1998-03-01"  # a TOML date
+    assert load_config(None, ["split.cut=1998-03-01T10:00:00"]).split.cut == "1998-03-01T10:00:00"
+    assert load_config(None, ["split.cut=0.8"]).split.cut == "0.8" == load_config(None, ['split.cut="0.8"']).split.cut
+    with pytest.raises(ConfigError, match=r"split.method: expected one of leave-one-out, global-time; got 'ratio'"):
+        load_config(None, ["split.method=ratio"])
