@@ -208,10 +208,11 @@ class BaselineConfig:
     retrieve: int = 0  # also write candidates/retrieved-<N>.<stage>.jsonl from this model's top N
     retrieve_label: str = ""  # that file's label instead of retrieved-<N> (several retrievers side by side)
     top_k: int = 20  # candidates written per user in ranks.jsonl (the rank uses all of them)
+    threads: int = 1  # torch threads for fitting and scoring (0: torch's default, every core); scripts/bench_threads.py
     models: Sections = sections_field("BASELINES", flat=True)
 
     def __post_init__(self) -> None:
-        _at_least("baseline", self, 0, "retrieve", "top_k")
+        _at_least("baseline", self, 0, "retrieve", "top_k", "threads")
         if self.retrieve_label and not (self.retrieve_label.replace("-", "").replace("_", "").isalnum()
                                         and self.retrieve_label.isascii()):
             raise ConfigError(f"baseline.retrieve_label: letters, digits, - and _ only (it names a file under "

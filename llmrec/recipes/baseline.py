@@ -10,9 +10,11 @@ user it missed is recorded as a miss for every reranker of that file.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,7 +71,30 @@ def rerun(cfg: Config, run_dir: Path, source: Path, out: Path) -> dict[str, str]
         str(out / "baselines" / f"{cfg.baseline.name}--{{label}}"))
 
 
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads set to `n` (0: left as they are) for the block, then restored. The
+    baselines' tensors are small: one thread is as fast on a quiet CPU and much faster on a shared
+    one, where every extra thread waits for a core (scripts/bench_threads.py)."""
+    if not n:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def run(cfg: Config, log=print) -> BaselineResult:
+    with torch_threads(cfg.baseline.threads):
+        return _run(cfg, log)
+
+
+def _run(cfg: Config, log=print) -> BaselineResult:
     prepared = open_prepared(cfg, log)
     cfg, out = prepared.cfg, prepared.out_dir
     b = cfg.baseline

@@ -255,7 +255,11 @@ def load_adapted(cfg: Config, tokenizer, path: str, targets: str, log=print):
 
 def validator(cfg: Config, template, tokenizer, ds, queries: list, positives: dict, stage: str):
     """Mean NDCG@10 of the validation item on the validation candidate lists, ranked by the very
-    scorer `llmrec rank` uses, on the model being trained."""
+    scorer `llmrec rank` uses, on the model being trained. Under data parallelism each process
+    scores its own share of the users (every user exactly once) and the sums are added up."""
+    import torch
+    from accelerate import PartialState
+
     from llmrec.backends.hf import HFBackend
     from llmrec.eval.metrics import expected_rank, user_metrics
     from llmrec.scoring.rank import LLMRanker
@@ -265,25 +269,37 @@ def validator(cfg: Config, template, tokenizer, ds, queries: list, positives: di
         backend = HFBackend(model_obj=m, device=str(next(m.parameters()).device))
         ranker = LLMRanker(template, backend, tokenizer, ds, cfg.rank.scoring, cfg.rank.max_prompt_tokens,
                            cfg.rank.seed, stage=stage)
+        state = PartialState()
+        mine = queries[state.process_index::state.num_processes]
         total = 0.0
-        for k in range(0, len(queries), 4):
-            for s in ranker.score(queries[k:k + 4]):
+        for k in range(0, len(mine), 4):
+            for s in ranker.score(mine[k:k + 4]):
                 total += user_metrics(expected_rank(s.scores, s.candidates.index(positives[s.user_id])))["NDCG@10"]
         m.train(was_training)
-        return total / max(len(queries), 1)
+        sums = torch.tensor([total, len(mine)], dtype=torch.float64, device=state.device)
+        if state.num_processes > 1:
+            torch.distributed.all_reduce(sums)
+        validate.scored = int(sums[1])  # users scored, over all processes (recorded in the curve)
+        return float(sums[0] / max(float(sums[1]), 1.0))
 
+    validate.scored = 0
     return validate
 
 
 def run(cfg: Config, log=print) -> TrainResult:
-    from accelerate import PartialState
-
     from llmrec.models.load import load_tokenizer, pick_device, resolve_model
     from llmrec.scoring.rank import UserQuery
-    from llmrec.train.finetune import check_resumable, choice_loss, lm_loss, train
+    from llmrec.train.finetune import check_resumable, choice_loss, lm_loss, process_state, train
 
     template = load_template(cfg.train.template)
     check_settings(cfg, template)
+    state = process_state()  # under `accelerate launch` / torchrun: one of several data-parallel processes
+    processes = state.num_processes
+    if not state.is_main_process:
+        log = _quiet  # one process reports
+    if cfg.train.batch_size % processes:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is the global batch, split across {processes} "
+                          f"processes: make it a multiple of {processes}")
     prepared = open_prepared(cfg, log)
     cfg, t = prepared.cfg, prepared.cfg.train
     out = default_out(cfg)
@@ -317,7 +333,7 @@ def run(cfg: Config, log=print) -> TrainResult:
     positives = {c.user_id: c.positive for c in vcands.lists}
     held = {q.user_id for q in queries} if targets == "valid" else None  # never train on a validation target
 
-    with PartialState().main_process_first():  # under `accelerate launch`, one process builds the cache
+    with process_state().main_process_first():  # under `accelerate launch`, one process builds the cache
         train_ds, valid_ds = cached_examples(cfg, template, tokenizer, ds, split, history_len, max_tokens, log,
                                              slots, held)
     log(f"{len(train_ds)} training examples, {len(valid_ds)} for the validation loss ({template.name}, "
@@ -357,3 +373,7 @@ def merge(cfg: Config, best: Path, out: Path, tokenizer, log=print) -> None:
     merged.save_pretrained(out / "merged")
     tokenizer.save_pretrained(out / "merged")
     log(f"merged model: {out / 'merged'}")
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    pass

@@ -88,6 +88,23 @@ def collate(pad_id: int):
     return fn
 
 
+def on_cpu() -> bool:
+    """Whether accelerate should run on the CPU: asked for (ACCELERATE_USE_CPU, `accelerate launch
+    --cpu`), or several processes (torchrun) on a machine without CUDA, which then train data
+    parallel over gloo."""
+    import os
+
+    asked = os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+    return asked or (int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available())
+
+
+def process_state():
+    """accelerate's process state (one process, or this one of several), set up as `train` runs it."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=on_cpu())
+
+
 def lm_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """The answer tokens' cross-entropy over the vocabulary (labels are -100 elsewhere)."""
     return model(**batch).loss
@@ -111,6 +128,7 @@ def choice_loss(alpha: torch.Tensor):
 
 @torch.no_grad()
 def mean_loss(model, loader, accelerator, loss_fn=lm_loss) -> float:
+    """Mean answer-token loss over the whole validation loader (every process's share, summed)."""
     model.eval()
     total, count = 0.0, 0
     for batch in loader:
@@ -118,7 +136,23 @@ def mean_loss(model, loader, accelerator, loss_fn=lm_loss) -> float:
         total += float(loss_fn(model, batch)) * n
         count += n
     model.train()
-    return total / max(count, 1)
+    sums = accelerator.reduce(torch.tensor([total, count], dtype=torch.float64, device=accelerator.device), "sum")
+    return float(sums[0] / max(float(sums[1]), 1.0))
+
+
+def global_weight(batch: dict[str, torch.Tensor], accelerator) -> torch.Tensor | float:
+    """The factor that turns this process's mean loss into its share of the global batch's mean.
+
+    Under data parallelism each process averages over its own answer tokens and the gradients are
+    then averaged over processes, which weighs a token in a short shard more than one in a long
+    shard. Scaling by (local tokens x processes / global tokens) makes the update the single-process
+    one: the mean over every answer token of the global batch. 1 in a single process.
+    """
+    if accelerator.num_processes == 1:
+        return 1.0
+    local = (batch["labels"] != IGNORE).sum().to(torch.float64)
+    total = accelerator.reduce(local.clone(), "sum")
+    return (local * accelerator.num_processes / total.clamp(min=1)).float()
 
 
 def check_resumable(out: Path, settings: dict) -> None:
@@ -198,8 +232,10 @@ def resume(ckpt: Path, accelerator, model, opt, sched, settings: dict | None, lo
     """The checkpoint's adapter, optimizer and scheduler state loaded in place; its training state."""
     if settings is not None:
         check_resumable(ckpt.parent, settings)
-    load_adapter_weights(accelerator.unwrap_model(model), ckpt / "adapter", str(accelerator.device))
-    saved = torch.load(ckpt / "optim.pt", map_location=accelerator.device, weights_only=False)
+    device = accelerator.device  # "cpu:0" under multi-CPU data parallelism, which the loaders refuse
+    device = "cpu" if device.type == "cpu" else str(device)
+    load_adapter_weights(accelerator.unwrap_model(model), ckpt / "adapter", device)
+    saved = torch.load(ckpt / "optim.pt", map_location=device, weights_only=False)
     opt.load_state_dict(saved["optimizer"])
     sched.load_state_dict(saved["scheduler"])
     state = TrainState.load(ckpt / "state.json")
@@ -216,7 +252,8 @@ def evaluator(model, valid_loader, accelerator, loss_fn, validate: Callable[[obj
         v_loss = mean_loss(model, valid_loader, accelerator, loss_fn)
         ndcg = validate(accelerator.unwrap_model(model))
         state.curve.append({"step": state.step, "train_loss": None if train_loss is None else round(train_loss, 5),
-                            "valid_loss": round(v_loss, 5), "valid_ndcg10": round(ndcg, 5)})
+                            "valid_loss": round(v_loss, 5), "valid_ndcg10": round(ndcg, 5),
+                            **({"valid_users": validate.scored} if hasattr(validate, "scored") else {})})
         if ndcg > state.best_ndcg:
             state.best_ndcg, state.best_step, state.bad_evals = ndcg, state.step, 0
             if accelerator.is_main_process:
@@ -249,13 +286,21 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
     `curriculum` draws each example from its text-only twin or hybrid prompt (`Curriculum`).
     """
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DataLoaderConfiguration, set_seed
     from tqdm import tqdm
     from transformers import get_scheduler
 
     set_seed(seed)
-    accelerator = Accelerator(gradient_accumulation_steps=gradient_accumulation,
+    # split_batches: `batch_size` is the global batch, split across processes, so one process and N
+    # processes take the same optimizer steps (and the scheduler counts them once)
+    accelerator = Accelerator(gradient_accumulation_steps=gradient_accumulation, cpu=on_cpu(),
+                              dataloader_config=DataLoaderConfiguration(split_batches=True),
                               mixed_precision="bf16" if torch.cuda.is_available() else "no")
+    if batch_size % accelerator.num_processes:
+        raise ConfigError(f"train.batch_size={batch_size} is the global batch, split across "
+                          f"{accelerator.num_processes} processes: make it a multiple of {accelerator.num_processes}")
+    if not accelerator.is_main_process:
+        log = _quiet  # one process reports
     if curriculum and "text_input_ids" not in train_ds.column_names:
         raise ConfigError("a curriculum needs the text-only twin's examples (text_input_ids)")
     steps_per_epoch = math.ceil(math.ceil(len(train_ds) / batch_size) / gradient_accumulation)
@@ -285,7 +330,8 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
     started, seen = time.time(), 0
     running, n_running = 0.0, 0
     stop = state.bad_evals >= patience or state.step >= total
-    with tqdm(total=total, initial=state.step, unit="step", desc="train", dynamic_ncols=True) as bar:
+    with tqdm(total=total, initial=state.step, unit="step", desc="train", dynamic_ncols=True,
+              disable=not accelerator.is_local_main_process) as bar:
         epoch = state.step // steps_per_epoch
         while not stop and state.step < total:
             skip = (state.step - epoch * steps_per_epoch) * gradient_accumulation
@@ -294,7 +340,7 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
             for batch in batches:
                 with accelerator.accumulate(model):
                     loss = loss_fn(model, batch)
-                    accelerator.backward(loss)
+                    accelerator.backward(loss * global_weight(batch, accelerator))
                     opt.step()
                     sched.step()
                     opt.zero_grad()
@@ -313,6 +359,14 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
                     break
             epoch += 1
     elapsed = max(time.time() - started, 1e-9)
-    state.curve.append({"examples_per_second": round(seen / elapsed, 3), "wall_seconds": round(elapsed, 1)})
-    state.save(out / "train_state.json")
+    seen = int(accelerator.reduce(torch.tensor(seen, device=accelerator.device), "sum"))
+    state.curve.append({"examples_per_second": round(seen / elapsed, 3), "wall_seconds": round(elapsed, 1),
+                        "processes": accelerator.num_processes})
+    if accelerator.is_main_process:
+        state.save(out / "train_state.json")
+    accelerator.wait_for_everyone()
     return state
+
+
+def _quiet(*_args, **_kwargs) -> None:
+    pass

@@ -68,3 +68,24 @@ def test_new_baselines_score_exactly_the_candidate_file(prepared, tmp_path):
                                         "source": path, "source_sha256": meta["settings"]["source_sha256"],
                                         "dataset_hash": meta["settings"]["dataset_hash"]}
             assert not (run_dir / "vectors.npz").exists()
+
+
+def test_baseline_threads_are_set_for_the_fit_and_restored(prepared, monkeypatch):
+    import torch
+
+    from llmrec.baselines.mf import BiasedMF
+
+    seen = []
+    fit = BiasedMF.fit
+    monkeypatch.setattr(BiasedMF, "fit", lambda self, data: (seen.append(torch.get_num_threads()), fit(self, data))[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        for threads in (1, 0, 2):
+            baseline.run(with_(prepared, "baseline.name=mf", "baseline.mf.epochs=1", f"baseline.threads={threads}"),
+                         log=lambda *_: None)
+        assert seen == [1, 3, 2] and torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="baseline.threads"):
+        with_(prepared, "baseline.threads=-1")
