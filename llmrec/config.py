@@ -208,7 +208,7 @@ class BaselineConfig:
     retrieve: int = 0  # also write candidates/retrieved-<N>.<stage>.jsonl from this model's top N
     retrieve_label: str = ""  # that file's label instead of retrieved-<N> (several retrievers side by side)
     top_k: int = 20  # candidates written per user in ranks.jsonl (the rank uses all of them)
-    threads: int = 1  # torch threads for fitting and scoring (0: torch's default, every core); scripts/bench_threads.py
+    threads: int = 0  # torch threads for fitting and scoring; 0: the idle cores (cores - 1-min load, >= 1)
     models: Sections = sections_field("BASELINES", flat=True)
 
     def __post_init__(self) -> None:
@@ -295,6 +295,10 @@ class TrainConfig:
     draws: int = 1  # examples per target (letters, yesno): each with its own sampled negatives and order
     init_adapter: str = ""  # start from this trained adapter folder (e.g. a text-only LoRA, CoLLM step 1)
     sid: str = ""  # semantic IDs folder (`llmrec sid build`): its code tokens are added and trained (sid templates)
+    gradient_checkpointing: bool = False  # recompute each layer's activations in the backward pass (less memory)
+    mixed_precision: Literal["auto", "bf16", "fp16", "no"] = "auto"  # auto: bf16 on a CUDA GPU, none on a CPU
+    quantization: Literal["none", "4bit", "8bit"] = "none"  # base weights through bitsandbytes (QLoRA); CUDA only
+    batches: Literal["padded", "grouped", "packed"] = "padded"  # grouped: similar lengths batched; packed: rows of several examples
     cf: CFConfig = field(default_factory=CFConfig)
     adapters: Sections = sections_field("ADAPTERS", flat=True)
 
@@ -312,6 +316,12 @@ class TrainConfig:
             raise ConfigError(f"train.learning_rate: must be > 0; got {self.learning_rate}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"train.warmup_ratio: must be in [0, 1); got {self.warmup_ratio}")
+        if self.batches == "packed" and self.adapter != "lora":
+            raise ConfigError(f"train.batches=packed: rows of several examples need every position to be an "
+                              f"example's; train.adapter={self.adapter!r} prepends virtual tokens to a row (use lora)")
+        if self.quantization != "none" and self.adapter != "lora":
+            raise ConfigError(f"train.quantization={self.quantization} trains LoRA on frozen quantised weights "
+                              f"(QLoRA); train.adapter={self.adapter!r} is not supported with it")
 
     @property
     def adapter_settings(self) -> Any:

@@ -5,7 +5,7 @@ stopping off) on the ML-100K leave-one-out split with 1 thread and with every co
 quiet machine, then while `--load` busy processes share the CPU (what a laptop running a browser,
 or a machine running a training job, looks like). Printed: seconds per epoch of each, and the
 ratios (all cores / 1 thread) measured in this one run. `baseline.threads` chooses the count for
-`llmrec baseline` (default 1).
+`llmrec baseline` (default 0: the idle cores, the cores minus the 1-minute load average).
 
     python scripts/bench_threads.py [--epochs 3] [--load 2] [--models bpr-adam mf neumf sasrec]
 """

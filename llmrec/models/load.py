@@ -51,13 +51,41 @@ def load_tokenizer(name: str, adapter: str = ""):
     return AutoTokenizer.from_pretrained(resolve_model(name))
 
 
+def quantization_config(quantization: str) -> Any:
+    """transformers' bitsandbytes settings for "4bit" (NF4, double quantisation, bf16 compute: QLoRA)
+    or "8bit"; None for "none". Refused in one line where bitsandbytes cannot run: its kernels need
+    an NVIDIA GPU, and the package itself is an optional install."""
+    import importlib.util
+
+    import torch
+
+    from llmrec.errors import ConfigError
+
+    if quantization == "none":
+        return None
+    if not torch.cuda.is_available():
+        raise ConfigError(f"train.quantization={quantization} loads the base weights through bitsandbytes, whose "
+                          "kernels need an NVIDIA GPU (CUDA); this machine has none: train without quantization "
+                          "(train.quantization=none) here")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise ConfigError(f"train.quantization={quantization} needs bitsandbytes: pip install bitsandbytes "
+                          "(or pip install 'llmrec[gpu]')")
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=torch.bfloat16)
+
+
 def load_model(name: str, adapter: str = "", *, device: str = "auto", dtype: Any = "auto", trainable: bool = False,
-               collaborative: bool = True):
+               collaborative: bool = True, quantization: str = "none"):
     """The one model loader: the base weights (`resolve_model`) at `dtype` ("auto": bf16 on a GPU,
     fp32 on a CPU, or a torch dtype), a peft `adapter` on top (LoRA or prompt-tuning; trainable
     when `trainable`), and the adapter's collaborative-token projector when it has one and
     `collaborative` is set (`llmrec.models.cf`). Returned on the device, in eval mode unless
-    trainable. A name that is neither a folder nor a reachable Hub id is a ConfigError."""
+    trainable. `quantization` ("4bit", "8bit") loads the base weights quantised by bitsandbytes,
+    straight onto the GPU. A name that is neither a folder nor a reachable Hub id is a ConfigError."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -65,8 +93,10 @@ def load_model(name: str, adapter: str = "", *, device: str = "auto", dtype: Any
 
     where = pick_device(device)
     torch_dtype = dtype if isinstance(dtype, torch.dtype) else pick_dtype(dtype, where)
+    quantized = quantization_config(quantization)
+    placed = {"quantization_config": quantized, "device_map": {"": where}} if quantized is not None else {}
     try:
-        model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(resolve_model(name), dtype=torch_dtype, **placed)
     except (OSError, ValueError) as e:  # transformers' "not a model folder / not a Hub id"
         raise ConfigError(f"model.name {name!r}: cannot load ({str(e).splitlines()[0]})") from None
     if adapter:
@@ -81,5 +111,6 @@ def load_model(name: str, adapter: str = "", *, device: str = "auto", dtype: Any
 
             if cf.has_cf(adapter):
                 cf.attach(model, cf.load_table(adapter)).to(torch_dtype)
-    model = model.to(where)
+    if quantized is None:  # quantised weights are placed by from_pretrained and cannot move
+        model = model.to(where)
     return model.train() if trainable else model.eval()

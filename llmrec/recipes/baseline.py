@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -71,18 +72,25 @@ def rerun(cfg: Config, run_dir: Path, source: Path, out: Path) -> dict[str, str]
         str(out / "baselines" / f"{cfg.baseline.name}--{{label}}"))
 
 
+def idle_cores() -> int:
+    """The cores not busy over the last minute (cores minus the 1-minute load average), at least 1."""
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0]
+    except (OSError, AttributeError):  # no load average on this platform: assume a quiet machine
+        busy = 0.0
+    return max(1, min(cores, cores - round(busy)))
+
+
 @contextlib.contextmanager
 def torch_threads(n: int) -> Iterator[None]:
-    """torch's intra-op threads set to `n` (0: left as they are) for the block, then restored. The
-    baselines' tensors are small: one thread is as fast on a quiet CPU and much faster on a shared
-    one, where every extra thread waits for a core (scripts/bench_threads.py)."""
-    if not n:
-        yield
-        return
+    """torch's intra-op threads set to `n` (0: the idle cores) for the block, then restored. The
+    baselines' tensors are small: every core helps on a quiet CPU, but on a shared one each extra
+    thread waits for a core and a fit can take several times longer (scripts/bench_threads.py)."""
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(n)
+    torch.set_num_threads(n or idle_cores())
     try:
         yield
     finally:

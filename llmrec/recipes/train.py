@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmrec.config import Config, dump_toml, to_dict
+from llmrec.config import Config, TrainConfig, dump_toml, to_dict
 from llmrec.data.prepared import open_prepared
 from llmrec.data.split import Split
 from llmrec.errors import ConfigError
@@ -46,6 +46,9 @@ def default_out(cfg: Config) -> Path:
     return Path(cfg.out_dir) / "adapters" / f"{cfg.train.adapter}--{cfg.train.template.replace('/', '-')}"
 
 
+LATER_KEYS = ("mixed_precision", "quantization", "batches")  # [train] keys added after checkpoints were first written
+
+
 def checkpoint_settings(cfg: Config, template, split: Split, split_path: Path) -> dict:
     """What shapes a checkpoint's weights, so a resume under other settings can be refused.
 
@@ -59,7 +62,10 @@ def checkpoint_settings(cfg: Config, template, split: Split, split_path: Path) -
     from llmrec.models import cf
     from llmrec.models.adapters import adapter_sha256
 
-    train = {f"train.{k}": v for k, v in to_dict(cfg.train).items() if k not in ("out", "merge")}
+    defaults = to_dict(TrainConfig())
+    train = {f"train.{k}": v for k, v in to_dict(cfg.train).items()
+             if k not in ("out", "merge", "gradient_checkpointing")  # where it is saved; exports; the same math
+             and not (k in LATER_KEYS and v == defaults[k])}  # at their defaults: as checkpoints written before them
     extra = {}
     if cfg.train.cf.vectors:
         extra["cf.vectors_sha256"] = sha256_file(cf.vectors_path(cfg.train.cf.vectors))
@@ -211,6 +217,24 @@ def added_tokens(base, tokenizer, sid: str) -> list[int]:
     return tokenizer.convert_tokens_to_ids(codes)
 
 
+def memory_savers(base, t: TrainConfig) -> None:
+    """Gradient checkpointing (each layer's activations recomputed in the backward pass instead of
+    kept) and, for quantised weights, peft's k-bit preparation (norms in fp32, input gradients)."""
+    if t.quantization != "none":
+        from peft import prepare_model_for_kbit_training
+
+        prepare_model_for_kbit_training(base, use_gradient_checkpointing=t.gradient_checkpointing,
+                                        gradient_checkpointing_kwargs={"use_reentrant": False})
+    elif t.gradient_checkpointing:
+        kwargs = {"use_reentrant": False}  # no need for input gradients; works with frozen embeddings
+        if hasattr(base, "activation_checkpointing_enable"):  # transformers >= 5.x's name
+            base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if t.gradient_checkpointing:
+        base.config.use_cache = False  # a cache is of no use in training and conflicts with recomputation
+
+
 def load_adapted(cfg: Config, tokenizer, path: str, targets: str, log=print):
     """The model to train: base weights in fp32 on the CPU (moved to the device by the caller),
     a fresh peft adapter (seeded) or `train.init_adapter`, and the collaborative projector of
@@ -223,12 +247,17 @@ def load_adapted(cfg: Config, tokenizer, path: str, targets: str, log=print):
     from llmrec.models.load import load_model
 
     t = cfg.train
+    # QLoRA: the frozen base quantised on the GPU, computing in bf16; otherwise fp32 weights on the CPU
+    # (moved by the caller) and mixed precision, if any, by autocast
+    where, dtype = ("auto", torch.bfloat16) if t.quantization != "none" else ("cpu", torch.float32)
     if t.init_adapter:
         set_seed(t.seed)  # seeded before peft builds (and then loads) the adapter's layers
-        model = load_model(cfg.model.name, t.init_adapter, device="cpu", dtype=torch.float32,
+        model = load_model(cfg.model.name, t.init_adapter, device=where, dtype=dtype, quantization=t.quantization,
                            trainable=t.cf.train == "both", collaborative=False)
+        memory_savers(model.get_base_model(), t)
     else:
-        base = load_model(cfg.model.name, device="cpu", dtype=torch.float32)
+        base = load_model(cfg.model.name, device=where, dtype=dtype, quantization=t.quantization)
+        memory_savers(base, t)
         set_seed(t.seed)  # the adapter's random init: the same command gives the same adapter
         new = added_tokens(base, tokenizer, t.sid)
         model = get_peft_model(base, make_peft_config(t, tokenizer_path=str(path), trainable_tokens=new))
@@ -263,6 +292,7 @@ def validator(cfg: Config, template, tokenizer, ds, queries: list, positives: di
     from llmrec.backends.hf import HFBackend
     from llmrec.eval.metrics import expected_rank, user_metrics
     from llmrec.scoring.rank import LLMRanker
+    from llmrec.train import finetune
 
     def validate(m) -> float:
         was_training = m.training
@@ -270,14 +300,16 @@ def validator(cfg: Config, template, tokenizer, ds, queries: list, positives: di
         ranker = LLMRanker(template, backend, tokenizer, ds, cfg.rank.scoring, cfg.rank.max_prompt_tokens,
                            cfg.rank.seed, stage=stage)
         state = PartialState()
-        mine = queries[state.process_index::state.num_processes]
+        # replicated weights: each process scores its share; sharded ones (FSDP, ZeRO-3) forward in lockstep
+        split = state.num_processes > 1 and not finetune.sharded_weights()
+        mine = queries[state.process_index::state.num_processes] if split else queries
         total = 0.0
         for k in range(0, len(mine), 4):
             for s in ranker.score(mine[k:k + 4]):
                 total += user_metrics(expected_rank(s.scores, s.candidates.index(positives[s.user_id])))["NDCG@10"]
         m.train(was_training)
         sums = torch.tensor([total, len(mine)], dtype=torch.float64, device=state.device)
-        if state.num_processes > 1:
+        if split:
             torch.distributed.all_reduce(sums)
         validate.scored = int(sums[1])  # users scored, over all processes (recorded in the curve)
         return float(sums[0] / max(float(sums[1]), 1.0))
@@ -287,16 +319,18 @@ def validator(cfg: Config, template, tokenizer, ds, queries: list, positives: di
 
 
 def run(cfg: Config, log=print) -> TrainResult:
-    from llmrec.models.load import load_tokenizer, pick_device, resolve_model
+    from llmrec.models.load import load_tokenizer, pick_device, quantization_config, resolve_model
     from llmrec.scoring.rank import UserQuery
-    from llmrec.train.finetune import check_resumable, choice_loss, lm_loss, process_state, train
+    from llmrec.train import finetune
 
     template = load_template(cfg.train.template)
     check_settings(cfg, template)
-    state = process_state()  # under `accelerate launch` / torchrun: one of several data-parallel processes
-    processes = state.num_processes
-    if not state.is_main_process:
+    procs = finetune.process_state()  # under `accelerate launch` / torchrun: one of several data-parallel processes
+    processes = procs.num_processes
+    if not procs.is_main_process:
         log = _quiet  # one process reports
+    finetune.precision(cfg.train.mixed_precision)  # refused here, in one line, rather than after the model loads
+    quantization_config(cfg.train.quantization)
     if cfg.train.batch_size % processes:
         raise ConfigError(f"train.batch_size={cfg.train.batch_size} is the global batch, split across {processes} "
                           f"processes: make it a multiple of {processes}")
@@ -305,7 +339,7 @@ def run(cfg: Config, log=print) -> TrainResult:
     out = default_out(cfg)
     split = prepared.split()
     settings = checkpoint_settings(cfg, template, split, prepared.out_dir / "split.jsonl")
-    check_resumable(out, settings)  # before the files below would record settings a resume ignores
+    finetune.check_resumable(out, settings)  # before the files below would record settings a resume ignores
     out.mkdir(parents=True, exist_ok=True)
     (out / "llmrec.toml").write_text(dump_toml(cfg))
     (out / "template.json").write_text(json.dumps({"template": template.name, "sha256": template.sha256}))
@@ -323,7 +357,8 @@ def run(cfg: Config, log=print) -> TrainResult:
     max_tokens = training_prompt_budget(cfg, path)
     targets = resolved_targets(cfg, template)
     model, slots = load_adapted(cfg, tokenizer, path, targets, log)
-    model = model.to(pick_device(cfg.model.device))
+    if t.quantization == "none":  # quantised weights were loaded onto the GPU and stay there
+        model = model.to(pick_device(cfg.model.device))
     if t.sid:
         tokenizer.save_pretrained(out)
 
@@ -333,7 +368,7 @@ def run(cfg: Config, log=print) -> TrainResult:
     positives = {c.user_id: c.positive for c in vcands.lists}
     held = {q.user_id for q in queries} if targets == "valid" else None  # never train on a validation target
 
-    with process_state().main_process_first():  # under `accelerate launch`, one process builds the cache
+    with procs.main_process_first():  # under `accelerate launch`, one process builds the cache
         train_ds, valid_ds = cached_examples(cfg, template, tokenizer, ds, split, history_len, max_tokens, log,
                                              slots, held)
     log(f"{len(train_ds)} training examples, {len(valid_ds)} for the validation loss ({template.name}, "
@@ -346,12 +381,16 @@ def run(cfg: Config, log=print) -> TrainResult:
         groups = [{"params": others, "lr": t.learning_rate}] if others else []
         groups.append({"params": projector, "lr": t.cf.learning_rate})
     started = time.time()
-    state = train(model, train_ds, valid_ds, out=out, pad_id=tokenizer.pad_token_id or 0, batch_size=t.batch_size,
-                  gradient_accumulation=t.gradient_accumulation, learning_rate=t.learning_rate, epochs=t.epochs,
-                  max_steps=t.max_steps, warmup_ratio=t.warmup_ratio, scheduler=t.scheduler,
-                  eval_every=t.eval_every, patience=t.patience, seed=t.seed, validate=validate, log=log,
-                  settings=settings, param_groups=groups, curriculum=bool(t.cf.curriculum),
-                  loss_fn=choice_loss(slots.projector.alpha) if slots is not None and slots.residual else lm_loss)
+    loss_fn = finetune.choice_loss(slots.projector.alpha) if slots is not None and slots.residual else finetune.lm_loss
+    if t.batches == "packed" and loss_fn is not finetune.lm_loss:
+        raise ConfigError("train.batches=packed needs the token loss; train.cf.residual's choice loss reads one "
+                          "example per row (use train.batches=grouped)")
+    state = finetune.train(
+        model, train_ds, valid_ds, out=out, pad_id=tokenizer.pad_token_id or 0, batch_size=t.batch_size,
+        gradient_accumulation=t.gradient_accumulation, learning_rate=t.learning_rate, epochs=t.epochs,
+        max_steps=t.max_steps, warmup_ratio=t.warmup_ratio, scheduler=t.scheduler, eval_every=t.eval_every,
+        patience=t.patience, seed=t.seed, validate=validate, log=log, settings=settings, param_groups=groups,
+        curriculum=bool(t.cf.curriculum), mixed_precision=t.mixed_precision, loss_fn=loss_fn, batches=t.batches)
     seconds = time.time() - started
     best = out / "best"
     if t.merge and t.adapter == "lora":

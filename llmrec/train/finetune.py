@@ -88,6 +88,64 @@ def collate(pad_id: int):
     return fn
 
 
+def pack(batch: dict[str, torch.Tensor], pad_id: int) -> dict[str, torch.Tensor]:
+    """A padded batch's examples packed into fewer rows, each example attending only to itself.
+
+    Examples go into rows as wide as the longest one, longest first, each into the first row with
+    room (first-fit decreasing). Positions restart at 0 for every example and a block-diagonal
+    causal mask (`allowed`, rows x width x width) keeps attention within it, so every token sees
+    exactly what it sees padded: the loss over the answer tokens is the padded batch's. At a seam
+    the previous example's last token "predicts" the next one's first, a prompt token without a
+    label, so no loss crosses examples.
+    """
+    lengths = batch["attention_mask"].sum(1).tolist()
+    width = max(lengths)
+    rows: list[list[int]] = []  # example indices per row
+    room: list[int] = []
+    for k in sorted(range(len(lengths)), key=lambda k: -lengths[k]):
+        at = next((r for r, free in enumerate(room) if free >= lengths[k]), None)
+        if at is None:
+            rows.append([])
+            room.append(width)
+            at = len(rows) - 1
+        rows[at].append(k)
+        room[at] -= lengths[k]
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    positions = torch.zeros((len(rows), width), dtype=torch.long)
+    allowed = torch.zeros((len(rows), width, width), dtype=torch.bool)
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    for r, members in enumerate(rows):
+        start = 0
+        for k in members:
+            n = lengths[k]
+            ids[r, start:start + n] = batch["input_ids"][k, :n]
+            labels[r, start:start + n] = batch["labels"][k, :n]
+            positions[r, start:start + n] = torch.arange(n)
+            allowed[r, start:start + n, start:start + n] = causal[:n, :n]
+            start += n
+        allowed[r, start:, start:] = causal[: width - start, : width - start]  # the row's tail: pad sees itself
+    return {"input_ids": ids, "labels": labels, "position_ids": positions, "allowed": allowed}
+
+
+def grouped_order(lengths: list[int], batch_size: int, seed: int, span: int = 50) -> list[int]:
+    """An epoch's example order whose consecutive batches hold examples of similar length.
+
+    A seeded shuffle is cut into windows of `span` batches; each window is sorted by length and cut
+    into batches, and the batches of the whole epoch are shuffled (so long ones do not all come
+    first; the one short batch goes last). Examples stay as random as the window allows; padding
+    falls to almost nothing.
+    """
+    rng = np.random.default_rng([seed, 0x67726F75])
+    order = rng.permutation(len(lengths))
+    batches = []
+    for start in range(0, len(order), batch_size * span):
+        window = sorted(order[start:start + batch_size * span].tolist(), key=lambda k: lengths[k])
+        batches += [window[k:k + batch_size] for k in range(0, len(window), batch_size)]
+    shuffled = sorted((batches[j] for j in rng.permutation(len(batches))), key=lambda b: len(b) < batch_size)
+    return [k for b in shuffled for k in b]  # a short batch last: the loader cuts every batch_size examples
+
+
 def on_cpu() -> bool:
     """Whether accelerate should run on the CPU: asked for (ACCELERATE_USE_CPU, `accelerate launch
     --cpu`), or several processes (torchrun) on a machine without CUDA, which then train data
@@ -98,6 +156,26 @@ def on_cpu() -> bool:
     return asked or (int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available())
 
 
+def precision(mixed_precision: str) -> str:
+    """`train.mixed_precision` as accelerate reads it; fp16 without a CUDA GPU is refused."""
+    cuda = torch.cuda.is_available() and not on_cpu()
+    if mixed_precision == "auto":
+        return "bf16" if cuda else "no"
+    if mixed_precision == "fp16" and not cuda:
+        raise ConfigError("train.mixed_precision=fp16 needs a CUDA GPU (fp16 autocast with loss scaling); on a CPU "
+                          "use bf16 or no")
+    return mixed_precision
+
+
+def sharded_weights() -> bool:
+    """Whether the model's weights are split across processes (FSDP, DeepSpeed): then every process
+    must run the same forward passes together, and weights are gathered to be saved."""
+    from accelerate import PartialState
+    from accelerate.utils import DistributedType
+
+    return PartialState().distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+
 def process_state():
     """accelerate's process state (one process, or this one of several), set up as `train` runs it."""
     from accelerate import PartialState
@@ -106,8 +184,17 @@ def process_state():
 
 
 def lm_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The answer tokens' cross-entropy over the vocabulary (labels are -100 elsewhere)."""
-    return model(**batch).loss
+    """The answer tokens' cross-entropy over the vocabulary (labels are -100 elsewhere), on a padded
+    batch or a packed one (`pack`: its block-diagonal mask in the dtype attention computes in)."""
+    if "allowed" not in batch:
+        return model(**batch).loss
+    allowed = batch["allowed"]
+    kind = allowed.device.type
+    dtype = torch.get_autocast_dtype(kind) if torch.is_autocast_enabled(kind) else \
+        next(p.dtype for p in model.parameters() if p.is_floating_point())
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+    return model(input_ids=batch["input_ids"], attention_mask=mask[:, None], position_ids=batch["position_ids"],
+                 labels=batch["labels"]).loss
 
 
 def choice_loss(alpha: torch.Tensor):
@@ -127,11 +214,12 @@ def choice_loss(alpha: torch.Tensor):
 
 
 @torch.no_grad()
-def mean_loss(model, loader, accelerator, loss_fn=lm_loss) -> float:
+def mean_loss(model, loader, accelerator, loss_fn=lm_loss, packing: bool = False, pad_id: int = 0) -> float:
     """Mean answer-token loss over the whole validation loader (every process's share, summed)."""
     model.eval()
     total, count = 0.0, 0
     for batch in loader:
+        batch = pack(batch, pad_id) if packing else batch
         n = int((batch["labels"] != IGNORE).sum())
         total += float(loss_fn(model, batch)) * n
         count += n
@@ -182,11 +270,13 @@ def check_resumable(out: Path, settings: dict) -> None:
                           f"({'; '.join(diffs)}); {how}")
 
 
-def save_adapter(model, folder: Path) -> None:
-    """The peft adapter and, for collaborative tokens, the projector beside it."""
+def save_adapter(model, folder: Path, state_dict: dict | None = None) -> None:
+    """The peft adapter and, for collaborative tokens, the projector beside it. `state_dict`: the
+    model's full weights gathered from sharded processes (FSDP, DeepSpeed ZeRO-3)."""
     from llmrec.models.cf import slots_of
 
-    model.save_pretrained(folder, save_embedding_layers=False)  # new token rows travel as trainable tokens
+    model.save_pretrained(folder, save_embedding_layers=False,  # new token rows travel as trainable tokens
+                          **({"state_dict": state_dict} if state_dict is not None else {}))
     table = slots_of(model)
     if table is not None:
         table.save(folder)
@@ -206,11 +296,12 @@ def load_adapter_weights(model, folder: Path, device: str) -> None:
         table.projector.load_state_dict(load_file(str(folder / WEIGHTS), device=device))
 
 
-def save_checkpoint(ckpt: Path, model, opt, sched, state: TrainState, settings: dict | None = None) -> None:
+def save_checkpoint(ckpt: Path, model, opt, sched, state: TrainState, settings: dict | None = None,
+                    state_dict: dict | None = None) -> None:
     """Adapter + optimizer + scheduler + counters (+ the settings behind them), swapped in atomically."""
     tmp = ckpt.with_name(ckpt.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    save_adapter(model, tmp / "adapter")
+    save_adapter(model, tmp / "adapter", state_dict)
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optim.pt")
     state.save(tmp / "state.json")
     if settings is not None:
@@ -230,6 +321,10 @@ TRAVEL = ("llmrec.toml", "template.json", "codes.json", "sid.json", "tokenizer.j
 
 def resume(ckpt: Path, accelerator, model, opt, sched, settings: dict | None, log=print) -> TrainState:
     """The checkpoint's adapter, optimizer and scheduler state loaded in place; its training state."""
+    if sharded_weights():
+        raise ConfigError(f"cannot resume {ckpt} under {accelerator.distributed_type.value}: its optimizer state is "
+                          "sharded across the processes and the checkpoint holds the first process's only; "
+                          "resume with plain data parallelism (accelerate launch --multi_gpu) or use a new train.out")
     if settings is not None:
         check_resumable(ckpt.parent, settings)
     device = accelerator.device  # "cpu:0" under multi-CPU data parallelism, which the loaders refuse
@@ -244,27 +339,30 @@ def resume(ckpt: Path, accelerator, model, opt, sched, settings: dict | None, lo
 
 
 def evaluator(model, valid_loader, accelerator, loss_fn, validate: Callable[[object], float], state: TrainState,
-              out: Path, opt, sched, settings: dict | None, patience: int, log=print) -> Callable[[float | None], bool]:
+              out: Path, opt, sched, settings: dict | None, patience: int, log=print, packing: bool = False,
+              pad_id: int = 0) -> Callable[[float | None], bool]:
     """`evaluate(train_loss)`: validate, checkpoint, keep the best adapter in `out/best`; True when
     patience is exhausted. Only the main process writes."""
 
     def evaluate(train_loss: float | None) -> bool:
-        v_loss = mean_loss(model, valid_loader, accelerator, loss_fn)
+        v_loss = mean_loss(model, valid_loader, accelerator, loss_fn, packing, pad_id)
         ndcg = validate(accelerator.unwrap_model(model))
         state.curve.append({"step": state.step, "train_loss": None if train_loss is None else round(train_loss, 5),
                             "valid_loss": round(v_loss, 5), "valid_ndcg10": round(ndcg, 5),
                             **({"valid_users": validate.scored} if hasattr(validate, "scored") else {})})
+        # sharded weights (FSDP, ZeRO-3) are gathered by every process together; replicated ones need not be
+        gathered = accelerator.get_state_dict(model) if sharded_weights() else None
         if ndcg > state.best_ndcg:
             state.best_ndcg, state.best_step, state.bad_evals = ndcg, state.step, 0
             if accelerator.is_main_process:
-                save_adapter(accelerator.unwrap_model(model), out / "best")
+                save_adapter(accelerator.unwrap_model(model), out / "best", gathered)
                 for name in TRAVEL:  # the run's config, template (and semantic IDs, tokenizer) travel along
                     if (out / name).is_file():
                         shutil.copyfile(out / name, out / "best" / name)
         else:
             state.bad_evals += 1
         if accelerator.is_main_process:
-            save_checkpoint(out / "checkpoint", accelerator.unwrap_model(model), opt, sched, state, settings)
+            save_checkpoint(out / "checkpoint", accelerator.unwrap_model(model), opt, sched, state, settings, gathered)
         accelerator.wait_for_everyone()
         shown = "-" if train_loss is None else f"{train_loss:.4f}"
         log(f"step {state.step}: train loss {shown}, valid loss {v_loss:.4f}, valid NDCG@10 {ndcg:.4f}")
@@ -277,13 +375,17 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
           learning_rate: float, epochs: int, max_steps: int, warmup_ratio: float, scheduler: str,
           eval_every: int, patience: int, seed: int, validate: Callable[[object], float], log=print,
           settings: dict | None = None, param_groups: list[dict] | None = None, loss_fn=lm_loss,
-          curriculum: bool = False) -> TrainState:
+          curriculum: bool = False, mixed_precision: str = "auto", batches: str = "padded") -> TrainState:
     """Train `model` (a peft model) in place; returns the state with the learning curve.
 
     `settings` (JSON-able) is recorded in each checkpoint and must match on resume.
     `param_groups` (AdamW groups, e.g. a projector with its own rate) replaces the default of every
     trainable parameter at `learning_rate`. `loss_fn(model, batch)` is the loss (default: `lm_loss`).
     `curriculum` draws each example from its text-only twin or hybrid prompt (`Curriculum`).
+    `mixed_precision` is accelerate's autocast: "auto" is bf16 on a CUDA GPU and none elsewhere.
+    `batches`: "padded" (random batches, padded to their longest), "grouped" (batches of similar
+    lengths, `grouped_order`) or "packed" (each process's share of a batch packed into fewer rows,
+    `pack`; token loss only: the same loss as padded).
     """
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration, set_seed
@@ -291,11 +393,12 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
     from transformers import get_scheduler
 
     set_seed(seed)
+    packing = batches == "packed"
     # split_batches: `batch_size` is the global batch, split across processes, so one process and N
     # processes take the same optimizer steps (and the scheduler counts them once)
     accelerator = Accelerator(gradient_accumulation_steps=gradient_accumulation, cpu=on_cpu(),
                               dataloader_config=DataLoaderConfiguration(split_batches=True),
-                              mixed_precision="bf16" if torch.cuda.is_available() else "no")
+                              mixed_precision=precision(mixed_precision))
     if batch_size % accelerator.num_processes:
         raise ConfigError(f"train.batch_size={batch_size} is the global batch, split across "
                           f"{accelerator.num_processes} processes: make it a multiple of {accelerator.num_processes}")
@@ -306,9 +409,12 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
     steps_per_epoch = math.ceil(math.ceil(len(train_ds) / batch_size) / gradient_accumulation)
     total = max_steps or steps_per_epoch * epochs
 
+    lengths = [len(x) for x in train_ds["input_ids"]] if batches == "grouped" else []
+
     def epoch_loader(epoch: int):
         """Each epoch's order is a pure function of (seed, epoch), so a resumed run sees the same batches."""
-        data = train_ds.shuffle(seed=seed + epoch)
+        data = train_ds.select(grouped_order(lengths, batch_size, seed + epoch)) if batches == "grouped" \
+            else train_ds.shuffle(seed=seed + epoch)
         if curriculum:
             data = Curriculum(data, epoch * len(data), total * batch_size * gradient_accumulation, seed)
         return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate(pad_id))
@@ -322,12 +428,12 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
     state = resume(ckpt, accelerator, model, opt, sched, settings, log) if (ckpt / "state.json").is_file() \
         else TrainState()
     evaluate = evaluator(model, valid_loader, accelerator, loss_fn, validate, state, out, opt, sched, settings,
-                         patience, log)
+                         patience, log, packing, pad_id)
 
     if state.step == 0:
         evaluate(None)  # the zero-shot starting point (no training loss yet) of the learning curve
     model.train()
-    started, seen = time.time(), 0
+    started, seen, tokens, slots = time.time(), 0, 0, 0
     running, n_running = 0.0, 0
     stop = state.bad_evals >= patience or state.step >= total
     with tqdm(total=total, initial=state.step, unit="step", desc="train", dynamic_ncols=True,
@@ -338,6 +444,9 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
             loader = accelerator.prepare(epoch_loader(epoch))
             batches = accelerator.skip_first_batches(loader, skip) if skip else loader
             for batch in batches:
+                tokens += int(batch["attention_mask"].sum())
+                batch = pack(batch, pad_id) if packing else batch
+                slots += batch["input_ids"].numel()
                 with accelerator.accumulate(model):
                     loss = loss_fn(model, batch)
                     accelerator.backward(loss * global_weight(batch, accelerator))
@@ -359,8 +468,11 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
                     break
             epoch += 1
     elapsed = max(time.time() - started, 1e-9)
-    seen = int(accelerator.reduce(torch.tensor(seen, device=accelerator.device), "sum"))
+    seen, tokens, slots = (int(x) for x in accelerator.reduce(
+        torch.tensor([seen, tokens, slots], device=accelerator.device), "sum"))
     state.curve.append({"examples_per_second": round(seen / elapsed, 3), "wall_seconds": round(elapsed, 1),
+                        "tokens_per_second": round(tokens / elapsed, 1),
+                        "padding_share": round(1 - tokens / slots, 4) if slots else 0.0,
                         "processes": accelerator.num_processes})
     if accelerator.is_main_process:
         state.save(out / "train_state.json")

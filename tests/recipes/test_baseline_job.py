@@ -80,11 +80,14 @@ def test_baseline_threads_are_set_for_the_fit_and_restored(prepared, monkeypatch
     monkeypatch.setattr(BiasedMF, "fit", lambda self, data: (seen.append(torch.get_num_threads()), fit(self, data))[1])
     before = torch.get_num_threads()
     torch.set_num_threads(3)
+    monkeypatch.setattr("os.cpu_count", lambda: 4)
     try:
-        for threads in (1, 0, 2):
+        for threads, load in ((1, 0.0), (0, 0.2), (0, 2.6), (0, 9.0), (2, 9.0)):
+            monkeypatch.setattr("os.getloadavg", lambda load=load: (load, load, load))
             baseline.run(with_(prepared, "baseline.name=mf", "baseline.mf.epochs=1", f"baseline.threads={threads}"),
                          log=lambda *_: None)
-        assert seen == [1, 3, 2] and torch.get_num_threads() == 3
+        # 0: the idle cores of 4, at least one; a number: that many
+        assert seen == [1, 4, 1, 1, 2] and torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
     with pytest.raises(ConfigError, match="baseline.threads"):

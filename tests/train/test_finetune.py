@@ -308,3 +308,88 @@ def test_curriculum_trains_on_text_twins_then_hybrid_prompts(tiny, ml100k_vector
     train.run(with_(cfg, "train.cf.curriculum=''", f"train.init_adapter={res.adapter_dir}", "train.cf.train=projector",
                     "train.max_steps=1", "train.eval_every=1", f"train.out={folder / 'llara2'}"), log=logs.append)
     assert any(line.startswith("projector and residual weight start from") for line in logs)
+
+
+def test_gradient_checkpointing_trains_the_same_adapter(tiny):
+    from llmrec.recipes import train
+
+    cfg, folder = tiny
+    train.run(with_(cfg, f"train.out={folder / 'gc'}", "train.gradient_checkpointing=true"), log=lambda *_: None)
+    a, gc = checkpoint_weights(folder / "a"), checkpoint_weights(folder / "gc")
+    assert a.keys() == gc.keys()
+    assert max(float((a[k] - gc[k]).abs().max()) for k in a) <= 1e-6
+    # the same math, so a checkpoint written without it resumes with it (and the other way round)
+    settings = json.loads((folder / "gc" / "checkpoint" / "settings.json").read_text())
+    assert "train.gradient_checkpointing" not in settings
+    assert settings == json.loads((folder / "a" / "checkpoint" / "settings.json").read_text())
+
+
+def test_packed_batches_give_the_padded_loss(prepared_valid, tokenizer):
+    from llmrec.models.load import load_model
+    from llmrec.recipes import train
+    from llmrec.train.finetune import collate, lm_loss, pack
+
+    cfg = prepared_valid
+    examples, _ = train.cached_examples(cfg, load_template("title/next_item_v1"), _tok(), _ds(cfg), _split(cfg), 3,
+                                        train.training_prompt_budget(cfg, resolve_model(cfg.model.name)),
+                                        lambda *_: None)
+    by_length = sorted(range(len(examples)), key=lambda k: len(examples[k]["input_ids"]))
+    # two long examples and six shorter ones (their prompts cut from the left, the answer kept), so rows can share
+    short = [{"input_ids": examples[k]["input_ids"][25:], "labels": examples[k]["labels"][25:]} for k in by_length[:6]]
+    rows = short + [examples[k] for k in by_length[-2:]]
+    padded = collate(tokenizer.pad_token_id)(rows)
+    packed = pack(padded, tokenizer.pad_token_id)
+    lengths = padded["attention_mask"].sum(1)
+    assert packed["input_ids"].shape[0] < padded["input_ids"].shape[0]  # fewer rows ...
+    assert packed["input_ids"].shape[1] == int(lengths.max())  # ... as wide as the longest example
+    assert sorted(packed["labels"][packed["labels"] != -100].tolist()) == \
+        sorted(padded["labels"][padded["labels"] != -100].tolist())
+    model = load_model(cfg.model.name, device="cpu", dtype=torch.float32)
+    with torch.no_grad():
+        a, b = float(lm_loss(model, padded)), float(lm_loss(model, packed))
+    assert abs(a - b) < 1e-5, (a, b)  # no attention across examples: each token sees what it sees padded
+    # a row's second example, scored alone in its row, gives its loss padded alone: it never sees the first
+    row = packed["input_ids"][-1]
+    n0 = next(int(n) for j, n in enumerate(lengths) if torch.equal(row[:n], padded["input_ids"][j, :n]))
+    second = next(j for j in range(len(rows)) if int(lengths[j]) <= len(row) - n0
+                  and torch.equal(row[n0:n0 + int(lengths[j])], padded["input_ids"][j, : int(lengths[j])]))
+    n1 = int(lengths[second])
+    only = {k: v[-1:].clone() for k, v in packed.items()}
+    only["labels"][0, :n0] = -100
+    only["labels"][0, n0 + n1:] = -100
+    alone = {k: v[second:second + 1, :n1] for k, v in padded.items()}
+    with torch.no_grad():
+        assert abs(float(lm_loss(model, only)) - float(lm_loss(model, alone))) < 1e-5
+
+
+def test_packed_training_matches_padded_training(tiny):
+    from llmrec.recipes import train
+
+    cfg, folder = tiny
+    train.run(with_(cfg, f"train.out={folder / 'packed'}", "train.batches=packed"), log=lambda *_: None)
+    a, p = checkpoint_weights(folder / "a"), checkpoint_weights(folder / "packed")
+    assert max(float((a[k] - p[k]).abs().max()) for k in a) <= 1e-5
+    # grouped batches: other examples share a batch (another run), with no more padding than random ones
+    train.run(with_(cfg, f"train.out={folder / 'grouped'}", "train.batches=grouped", "train.max_steps=2"),
+              log=lambda *_: None)
+    shares = {name: json.loads((folder / name / "train_state.json").read_text())["curve"][-1]["padding_share"]
+              for name in ("a", "grouped")}
+    assert 0 <= shares["grouped"] <= shares["a"] and shares["a"] > 0
+
+
+def test_grouped_order_batches_similar_lengths():
+    import numpy as np
+
+    from llmrec.train.finetune import grouped_order
+
+    lengths = np.random.default_rng(1).integers(60, 320, size=1003).tolist()
+    order = grouped_order(lengths, 8, seed=0)
+    assert sorted(order) == list(range(1003)) and order == grouped_order(lengths, 8, seed=0)
+    assert order != grouped_order(lengths, 8, seed=1)
+
+    def padding(o):
+        batches = [[lengths[k] for k in o[s:s + 8]] for s in range(0, len(o), 8)]
+        return 1 - sum(map(sum, batches)) / sum(len(b) * max(b) for b in batches)
+
+    random = np.random.default_rng(0).permutation(1003).tolist()
+    assert padding(random) > 0.3 and padding(order) < 0.02
