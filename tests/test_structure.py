@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1] / "llmrec"
 # Bottom to top: a module may import only from its own sub-package or from one listed before it.
 LAYERS = ("llmrec", "errors", "registry", "settings", "assets", "config", "data", "eval", "prompts", "sid", "baselines",
           "models", "backends", "scoring", "train", "content", "kg", "service", "jobs", "chat", "serve", "recipes",
-          "cli")
+          "cli", "__main__")  # __main__: `python -m llmrec`, on top of the command line
 
 
 def module_name(path: Path) -> str:

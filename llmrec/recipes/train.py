@@ -318,22 +318,31 @@ def validator(cfg: Config, template, tokenizer, ds, queries: list, positives: di
     return validate
 
 
+def launch_checks(cfg: Config):
+    """This process's place in the launch (one of several under `accelerate launch` / torchrun), after
+    the settings this machine cannot run are refused in one line, before any model loads."""
+    from llmrec.models.load import quantization_config
+    from llmrec.train import finetune
+
+    procs = finetune.process_state()
+    finetune.precision(cfg.train.mixed_precision)
+    quantization_config(cfg.train.quantization)
+    if cfg.train.batch_size % procs.num_processes:
+        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is the global batch, split across "
+                          f"{procs.num_processes} processes: make it a multiple of {procs.num_processes}")
+    return procs
+
+
 def run(cfg: Config, log=print) -> TrainResult:
-    from llmrec.models.load import load_tokenizer, pick_device, quantization_config, resolve_model
+    from llmrec.models.load import load_tokenizer, pick_device, resolve_model
     from llmrec.scoring.rank import UserQuery
     from llmrec.train import finetune
 
     template = load_template(cfg.train.template)
     check_settings(cfg, template)
-    procs = finetune.process_state()  # under `accelerate launch` / torchrun: one of several data-parallel processes
-    processes = procs.num_processes
+    procs = launch_checks(cfg)
     if not procs.is_main_process:
         log = _quiet  # one process reports
-    finetune.precision(cfg.train.mixed_precision)  # refused here, in one line, rather than after the model loads
-    quantization_config(cfg.train.quantization)
-    if cfg.train.batch_size % processes:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is the global batch, split across {processes} "
-                          f"processes: make it a multiple of {processes}")
     prepared = open_prepared(cfg, log)
     cfg, t = prepared.cfg, prepared.cfg.train
     out = default_out(cfg)

@@ -387,37 +387,21 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
     lengths, `grouped_order`) or "packed" (each process's share of a batch packed into fewer rows,
     `pack`; token loss only: the same loss as padded).
     """
-    from accelerate import Accelerator
-    from accelerate.utils import DataLoaderConfiguration, set_seed
+    from accelerate.utils import set_seed
     from tqdm import tqdm
     from transformers import get_scheduler
 
     set_seed(seed)
     packing = batches == "packed"
-    # split_batches: `batch_size` is the global batch, split across processes, so one process and N
-    # processes take the same optimizer steps (and the scheduler counts them once)
-    accelerator = Accelerator(gradient_accumulation_steps=gradient_accumulation, cpu=on_cpu(),
-                              dataloader_config=DataLoaderConfiguration(split_batches=True),
-                              mixed_precision=precision(mixed_precision))
-    if batch_size % accelerator.num_processes:
-        raise ConfigError(f"train.batch_size={batch_size} is the global batch, split across "
-                          f"{accelerator.num_processes} processes: make it a multiple of {accelerator.num_processes}")
+    accelerator = make_accelerator(gradient_accumulation, mixed_precision, batch_size)
     if not accelerator.is_main_process:
         log = _quiet  # one process reports
     if curriculum and "text_input_ids" not in train_ds.column_names:
         raise ConfigError("a curriculum needs the text-only twin's examples (text_input_ids)")
     steps_per_epoch = math.ceil(math.ceil(len(train_ds) / batch_size) / gradient_accumulation)
     total = max_steps or steps_per_epoch * epochs
-
-    lengths = [len(x) for x in train_ds["input_ids"]] if batches == "grouped" else []
-
-    def epoch_loader(epoch: int):
-        """Each epoch's order is a pure function of (seed, epoch), so a resumed run sees the same batches."""
-        data = train_ds.select(grouped_order(lengths, batch_size, seed + epoch)) if batches == "grouped" \
-            else train_ds.shuffle(seed=seed + epoch)
-        if curriculum:
-            data = Curriculum(data, epoch * len(data), total * batch_size * gradient_accumulation, seed)
-        return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate(pad_id))
+    lengths = [len(x) for x in train_ds["input_ids"]] if batches == "grouped" else None
+    span = total * batch_size * gradient_accumulation if curriculum else 0
 
     valid_loader = torch.utils.data.DataLoader(valid_ds, batch_size=batch_size, collate_fn=collate(pad_id))
     opt = torch.optim.AdamW(param_groups or [p for p in model.parameters() if p.requires_grad], lr=learning_rate)
@@ -441,21 +425,14 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
         epoch = state.step // steps_per_epoch
         while not stop and state.step < total:
             skip = (state.step - epoch * steps_per_epoch) * gradient_accumulation
-            loader = accelerator.prepare(epoch_loader(epoch))
-            batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-            for batch in batches:
+            loader = accelerator.prepare(epoch_loader(train_ds, epoch, batch_size, seed, pad_id, lengths, span))
+            for batch in accelerator.skip_first_batches(loader, skip) if skip else loader:
                 tokens += int(batch["attention_mask"].sum())
+                seen += batch["input_ids"].shape[0]  # examples (before packing puts several in a row)
                 batch = pack(batch, pad_id) if packing else batch
                 slots += batch["input_ids"].numel()
-                with accelerator.accumulate(model):
-                    loss = loss_fn(model, batch)
-                    accelerator.backward(loss * global_weight(batch, accelerator))
-                    opt.step()
-                    sched.step()
-                    opt.zero_grad()
-                running += float(loss.detach())
+                running += train_step(model, batch, accelerator, opt, sched, loss_fn)
                 n_running += 1
-                seen += batch["input_ids"].shape[0]
                 if not accelerator.sync_gradients:
                     continue
                 state.step += 1
@@ -467,7 +444,52 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
                 if stop or state.step >= total:
                     break
             epoch += 1
-    elapsed = max(time.time() - started, 1e-9)
+    finish(state, accelerator, out, time.time() - started, seen, tokens, slots)
+    return state
+
+
+def epoch_loader(train_ds, epoch: int, batch_size: int, seed: int, pad_id: int, lengths: list[int] | None,
+                 curriculum_span: int):
+    """One epoch's batches. The order is a pure function of (seed, epoch), so a resumed run sees the
+    same batches: a seeded shuffle, or `grouped_order` when `lengths` are given; a curriculum
+    (`curriculum_span` > 0: the run's examples) draws each example's text-only or hybrid prompt."""
+    data = train_ds.select(grouped_order(lengths, batch_size, seed + epoch)) if lengths is not None \
+        else train_ds.shuffle(seed=seed + epoch)
+    if curriculum_span:
+        data = Curriculum(data, epoch * len(data), curriculum_span, seed)
+    return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate(pad_id))
+
+
+def train_step(model, batch: dict[str, torch.Tensor], accelerator, opt, sched, loss_fn) -> float:
+    """One micro-batch forward and backward (an optimizer step when accumulation completes); its loss."""
+    with accelerator.accumulate(model):
+        loss = loss_fn(model, batch)
+        accelerator.backward(loss * global_weight(batch, accelerator))
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+    return float(loss.detach())
+
+
+def make_accelerator(gradient_accumulation: int, mixed_precision: str, batch_size: int):
+    """The run's Accelerator. split_batches: `batch_size` is the global batch, split across
+    processes, so one process and N take the same optimizer steps (the scheduler counts them once)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
+
+    accelerator = Accelerator(gradient_accumulation_steps=gradient_accumulation, cpu=on_cpu(),
+                              dataloader_config=DataLoaderConfiguration(split_batches=True),
+                              mixed_precision=precision(mixed_precision))
+    if batch_size % accelerator.num_processes:
+        raise ConfigError(f"train.batch_size={batch_size} is the global batch, split across "
+                          f"{accelerator.num_processes} processes: make it a multiple of {accelerator.num_processes}")
+    return accelerator
+
+
+def finish(state: TrainState, accelerator, out: Path, elapsed: float, seen: int, tokens: int, slots: int) -> None:
+    """The run's throughput over all processes (examples, real tokens, padding share) added to the
+    curve, and `train_state.json` written by the first process."""
+    elapsed = max(elapsed, 1e-9)
     seen, tokens, slots = (int(x) for x in accelerator.reduce(
         torch.tensor([seen, tokens, slots], device=accelerator.device), "sum"))
     state.curve.append({"examples_per_second": round(seen / elapsed, 3), "wall_seconds": round(elapsed, 1),
@@ -477,7 +499,6 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
     if accelerator.is_main_process:
         state.save(out / "train_state.json")
     accelerator.wait_for_everyone()
-    return state
 
 
 def _quiet(*_args, **_kwargs) -> None:
