@@ -369,12 +369,20 @@ def test_packed_training_matches_padded_training(tiny):
     train.run(with_(cfg, f"train.out={folder / 'packed'}", "train.batches=packed"), log=lambda *_: None)
     a, p = checkpoint_weights(folder / "a"), checkpoint_weights(folder / "packed")
     assert max(float((a[k] - p[k]).abs().max()) for k in a) <= 1e-5
-    # grouped batches: other examples share a batch (another run), with no more padding than random ones
+    # grouped batches: the run trains on `grouped_order`'s batches, and records their padding
+    from llmrec.train.finetune import grouped_order
+
     train.run(with_(cfg, f"train.out={folder / 'grouped'}", "train.batches=grouped", "train.max_steps=2"),
               log=lambda *_: None)
-    shares = {name: json.loads((folder / name / "train_state.json").read_text())["curve"][-1]["padding_share"]
-              for name in ("a", "grouped")}
-    assert 0 <= shares["grouped"] <= shares["a"] and shares["a"] > 0
+    examples, _ = train.cached_examples(cfg, load_template(cfg.train.template), _tok(), _ds(cfg), _split(cfg),
+                                        cfg.train.history_len, train.training_prompt_budget(
+                                            cfg, resolve_model(cfg.model.name)), lambda *_: None)
+    lengths = [len(x) for x in examples["input_ids"]]
+    order, size = grouped_order(lengths, cfg.train.batch_size, cfg.train.seed), cfg.train.batch_size
+    batches = [[lengths[k] for k in order[s:s + size]] for s in (0, size)]
+    expected = 1 - sum(map(sum, batches)) / sum(len(b) * max(b) for b in batches)
+    recorded = json.loads((folder / "grouped" / "train_state.json").read_text())["curve"][-1]["padding_share"]
+    assert recorded == round(expected, 4)
 
 
 def test_grouped_order_batches_similar_lengths():
