@@ -110,18 +110,19 @@ def pack(batch: dict[str, torch.Tensor], pad_id: int) -> dict[str, torch.Tensor]
             at = len(rows) - 1
         rows[at].append(k)
         room[at] -= lengths[k]
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
-    positions = torch.zeros((len(rows), width), dtype=torch.long)
-    allowed = torch.zeros((len(rows), width, width), dtype=torch.bool)
-    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    on = {"device": batch["input_ids"].device}  # the batch's device (a GPU's, once accelerate moved it)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long, **on)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long, **on)
+    positions = torch.zeros((len(rows), width), dtype=torch.long, **on)
+    allowed = torch.zeros((len(rows), width, width), dtype=torch.bool, **on)
+    causal = torch.ones((width, width), dtype=torch.bool, **on).tril()
     for r, members in enumerate(rows):
         start = 0
         for k in members:
             n = lengths[k]
             ids[r, start:start + n] = batch["input_ids"][k, :n]
             labels[r, start:start + n] = batch["labels"][k, :n]
-            positions[r, start:start + n] = torch.arange(n)
+            positions[r, start:start + n] = torch.arange(n, **on)
             allowed[r, start:start + n, start:start + n] = causal[:n, :n]
             start += n
         allowed[r, start:, start:] = causal[: width - start, : width - start]  # the row's tail: pad sees itself
