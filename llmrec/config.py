@@ -319,6 +319,9 @@ class TrainConfig:
         if self.batches == "packed" and self.adapter != "lora":
             raise ConfigError(f"train.batches=packed: rows of several examples need every position to be an "
                               f"example's; train.adapter={self.adapter!r} prepends virtual tokens to a row (use lora)")
+        if self.batches == "packed" and self.cf.vectors and self.cf.residual:
+            raise ConfigError("train.batches=packed needs the token loss; train.cf.residual's choice loss reads one "
+                              "example per row (use train.batches=grouped)")
         if self.quantization != "none" and self.adapter != "lora":
             raise ConfigError(f"train.quantization={self.quantization} trains LoRA on frozen quantised weights "
                               f"(QLoRA); train.adapter={self.adapter!r} is not supported with it")

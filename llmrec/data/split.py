@@ -43,7 +43,6 @@ from llmrec.errors import ConfigError, DataError
 
 MIN_SEQUENCE = 3  # train (>= 1) + valid + test
 TIE_BREAKS = ("hash", "file")
-SPLIT_METHODS = ("leave-one-out", "global-time")
 
 
 def natural_key(s: str) -> tuple[int, int | str]:

@@ -68,8 +68,7 @@ def quantization_config(quantization: str) -> Any:
                           "kernels need an NVIDIA GPU (CUDA); this machine has none: train without quantization "
                           "(train.quantization=none) here")
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ConfigError(f"train.quantization={quantization} needs bitsandbytes: pip install bitsandbytes "
-                          "(or pip install 'llmrec[gpu]')")
+        raise ConfigError(f"train.quantization={quantization} needs bitsandbytes: pip install bitsandbytes")
     from transformers import BitsAndBytesConfig
 
     if quantization == "8bit":

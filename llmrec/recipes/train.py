@@ -327,9 +327,7 @@ def launch_checks(cfg: Config):
     procs = finetune.process_state()
     finetune.precision(cfg.train.mixed_precision)
     quantization_config(cfg.train.quantization)
-    if cfg.train.batch_size % procs.num_processes:
-        raise ConfigError(f"train.batch_size={cfg.train.batch_size} is the global batch, split across "
-                          f"{procs.num_processes} processes: make it a multiple of {procs.num_processes}")
+    finetune.check_global_batch(cfg.train.batch_size, procs.num_processes)
     return procs
 
 
@@ -342,7 +340,7 @@ def run(cfg: Config, log=print) -> TrainResult:
     check_settings(cfg, template)
     procs = launch_checks(cfg)
     if not procs.is_main_process:
-        log = _quiet  # one process reports
+        log = finetune.quiet  # one process reports
     prepared = open_prepared(cfg, log)
     cfg, t = prepared.cfg, prepared.cfg.train
     out = default_out(cfg)
@@ -391,9 +389,6 @@ def run(cfg: Config, log=print) -> TrainResult:
         groups.append({"params": projector, "lr": t.cf.learning_rate})
     started = time.time()
     loss_fn = finetune.choice_loss(slots.projector.alpha) if slots is not None and slots.residual else finetune.lm_loss
-    if t.batches == "packed" and loss_fn is not finetune.lm_loss:
-        raise ConfigError("train.batches=packed needs the token loss; train.cf.residual's choice loss reads one "
-                          "example per row (use train.batches=grouped)")
     state = finetune.train(
         model, train_ds, valid_ds, out=out, pad_id=tokenizer.pad_token_id or 0, batch_size=t.batch_size,
         gradient_accumulation=t.gradient_accumulation, learning_rate=t.learning_rate, epochs=t.epochs,
@@ -422,6 +417,3 @@ def merge(cfg: Config, best: Path, out: Path, tokenizer, log=print) -> None:
     tokenizer.save_pretrained(out / "merged")
     log(f"merged model: {out / 'merged'}")
 
-
-def _quiet(*_args, **_kwargs) -> None:
-    pass

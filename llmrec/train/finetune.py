@@ -396,7 +396,7 @@ def train(model, train_ds, valid_ds, *, out: Path, pad_id: int, batch_size: int,
     packing = batches == "packed"
     accelerator = make_accelerator(gradient_accumulation, mixed_precision, batch_size)
     if not accelerator.is_main_process:
-        log = _quiet  # one process reports
+        log = quiet  # one process reports
     if curriculum and "text_input_ids" not in train_ds.column_names:
         raise ConfigError("a curriculum needs the text-only twin's examples (text_input_ids)")
     steps_per_epoch = math.ceil(math.ceil(len(train_ds) / batch_size) / gradient_accumulation)
@@ -481,10 +481,15 @@ def make_accelerator(gradient_accumulation: int, mixed_precision: str, batch_siz
     accelerator = Accelerator(gradient_accumulation_steps=gradient_accumulation, cpu=on_cpu(),
                               dataloader_config=DataLoaderConfiguration(split_batches=True),
                               mixed_precision=precision(mixed_precision))
-    if batch_size % accelerator.num_processes:
-        raise ConfigError(f"train.batch_size={batch_size} is the global batch, split across "
-                          f"{accelerator.num_processes} processes: make it a multiple of {accelerator.num_processes}")
+    check_global_batch(batch_size, accelerator.num_processes)
     return accelerator
+
+
+def check_global_batch(batch_size: int, processes: int) -> None:
+    """`train.batch_size` is split evenly across the processes, or the run is refused in one line."""
+    if batch_size % processes:
+        raise ConfigError(f"train.batch_size={batch_size} is the global batch, split across {processes} "
+                          f"processes: make it a multiple of {processes}")
 
 
 def finish(state: TrainState, accelerator, out: Path, elapsed: float, seen: int, tokens: int, slots: int) -> None:
@@ -502,5 +507,5 @@ def finish(state: TrainState, accelerator, out: Path, elapsed: float, seen: int,
     accelerator.wait_for_everyone()
 
 
-def _quiet(*_args, **_kwargs) -> None:
-    pass
+def quiet(*_args, **_kwargs) -> None:
+    """The log of every process but the first."""
