@@ -69,6 +69,6 @@ def test_shipped_accelerate_configs_parse(name, kind, stage):
 def test_packed_batches_are_refused_where_a_row_must_hold_one_example():
     with pytest.raises(ConfigError, match=r"train.batches=packed needs the token loss; train.cf.residual's choice loss"):
         load_config(None, ["train.batches=packed", "train.cf.vectors=runs/x", "train.cf.residual=true"])
-    with pytest.raises(ConfigError, match=r"train.batches=packed: rows of several examples .* 'prompt-tuning'"):
+    with pytest.raises(ConfigError, match=r"train.batches=packed: rows of several examples .*train.adapter='prompt-tuning'"):
         load_config(None, ["train.batches=packed", "train.adapter=prompt-tuning"])
     assert load_config(None, ["train.batches=packed"]).train.batches == "packed"
