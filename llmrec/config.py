@@ -77,12 +77,27 @@ class DataConfig:
         _at_least("data", self, 0, "kcore")
 
 
+def parse_ratio(ratio: str) -> tuple[float, float, float]:
+    """`split.ratio` ("8:1:1" or "0.8:0.1:0.1") as three shares summing to 1, each above 0."""
+    try:
+        parts = [float(x) for x in str(ratio).split(":")]
+    except ValueError:
+        parts = []
+    if len(parts) != 3 or not all(p > 0 for p in parts):
+        raise ConfigError(f"split.ratio: expected three positive train:valid:test shares such as 8:1:1; got {ratio!r}")
+    total = sum(parts)
+    return parts[0] / total, parts[1] / total, parts[2] / total
+
+
+
 @dataclass(frozen=True)
 class SplitConfig:
     """Chronological split. leave-one-out: per user, last item test, second-to-last validation, the
-    rest train. global-time: one cut for everyone; the first new item after it is the test target."""
+    rest train. ratio: per user, the last items by share (8:1:1) test and validation targets.
+    global-time: one cut for everyone; the first new item after it is the test target."""
 
-    method: Literal["leave-one-out", "global-time"] = "leave-one-out"
+    method: Literal["leave-one-out", "ratio", "global-time"] = "leave-one-out"
+    ratio: str = "8:1:1"  # ratio: train:valid:test shares of each user's items (last ones held out)
     cut: str | float = "0.9"  # global-time: share of the log before the cut (0.9), Unix seconds, or a date (2018-01-01)
     history_len: int = 20  # prompts see at most the last N items (LlamaRec uses 20)
     tie_break: Literal["hash", "file"] = "hash"  # same-timestamp order: seeded hash (not id order) | file order
@@ -94,6 +109,11 @@ class SplitConfig:
         object.__setattr__(self, "cut", str(self.cut))  # 0.9 and "0.9" are one setting (and one prepared record)
         if not 0 <= self.cold_items < 1:
             raise ConfigError(f"split.cold_items: the share of items held out must be in [0, 1); got {self.cold_items}")
+        if self.method == "ratio":
+            parse_ratio(self.ratio)
+            if self.cold_items:
+                raise ConfigError("split.cold_items holds out one test item per user; it does not combine with "
+                                  "split.method=ratio")
         _at_least("split", self, 1, "history_len")
 
 

@@ -26,7 +26,7 @@ from llmrec.baselines.vectors import Vectors
 from llmrec.config import BaselineConfig
 from llmrec.data.split import Split, natural_key
 from llmrec.errors import ConfigError
-from llmrec.eval.metrics import ndcg
+from llmrec.eval.metrics import ideal_dcg, ndcg
 from llmrec.registry import BASELINES, DERIVE
 
 
@@ -41,18 +41,28 @@ class TrainData:
     item_index: dict[str, int]
     binary: sp.csr_matrix
     ratings: sp.csr_matrix
-    valid: np.ndarray  # per user: index of the validation item (for early stopping)
+    valid: np.ndarray  # per user: index of the (first) validation item
     sequences: list[np.ndarray]  # per user: training item indices, oldest first
     cold: np.ndarray | None = field(default=None)  # per item: held out of training (cold start); None: none
+    valid_sets: sp.csr_matrix | None = field(default=None)  # users x items: every validation item (ratio split)
 
     def __post_init__(self) -> None:
         if self.cold is None:
             self.cold = np.zeros(len(self.items), dtype=bool)
+        if self.valid_sets is None:
+            n = len(self.valid)
+            self.valid_sets = sp.csr_matrix((np.ones(n, dtype=np.float32), (np.arange(n), self.valid)),
+                                            shape=(n, len(self.items)))
+
+    def valid_items(self, user: int) -> np.ndarray:
+        """The user's validation item indices, oldest first (one, except on a ratio split)."""
+        v = self.valid_sets
+        return v.indices[v.indptr[user]:v.indptr[user + 1]]
 
     def history(self, user: int, stage: str) -> np.ndarray:
-        """Item indices seen before the `stage` target: training items (+ the validation item for test)."""
+        """Item indices seen before the `stage` target: training items (+ the validation items for test)."""
         seq = self.sequences[user]
-        return np.append(seq, self.valid[user]) if stage == "test" else seq
+        return np.append(seq, self.valid_items(user)) if stage == "test" else seq
 
     @classmethod
     def from_split(cls, split: Split) -> TrainData:
@@ -63,7 +73,7 @@ class TrainData:
         rows, cols, vals = [], [], []
         for s in split:
             last: dict[str, float] = {}
-            for i, r in zip(s.items[:-2], s.ratings[:-2]):
+            for i, r in zip(s.items[:s.n_train], s.ratings[:s.n_train]):
                 last[i] = r  # a repeated (user, item) keeps its latest rating
             rows += [ui[s.user_id]] * len(last)
             cols += [ii[i] for i in last]
@@ -72,10 +82,14 @@ class TrainData:
         ratings = sp.csr_matrix((np.array(vals, dtype=np.float32), (rows, cols)), shape=shape)
         binary = ratings.copy()
         binary.data[:] = 1.0
-        valid = np.array([ii[s.valid] for s in split])
+        held = [[ii[i] for i in s.targets("valid")] for s in split]
+        valid = np.array([h[0] for h in held])
         sequences = [np.array([ii[i] for i in s.train], dtype=np.int64) for s in split]
         cold = np.array([i in split.cold_items for i in items], dtype=bool)
-        return cls(users, items, ui, ii, binary, ratings, valid, sequences, cold)
+        indptr = np.cumsum([0, *map(len, held)])  # oldest first: CSR keeps the order it is given
+        valid_sets = sp.csr_matrix((np.ones(indptr[-1], dtype=np.float32), np.concatenate(held), indptr),
+                                   shape=shape)
+        return cls(users, items, ui, ii, binary, ratings, valid, sequences, cold, valid_sets)
 
 
 class Recommender(Protocol):
@@ -167,25 +181,33 @@ def from_config(cfg: BaselineConfig) -> tuple[Recommender, dict]:
 
 
 def full_valid_ndcg10(model: Recommender, data: TrainData, batch: int = 512) -> float:
-    """NDCG@10 of each user's validation item among all items not in their training history:
+    """NDCG@10 of each user's validation item(s) among all items not in their training history:
     the early-stopping signal for the trained baselines, measured after every epoch, so it works
     in the model's own precision and discounts the few training items of each user from the
-    counts instead of masking a dense users x items copy (a third of the time per call)."""
+    counts instead of masking a dense users x items copy (a third of the time per call). Several
+    validation items (a ratio split) are ranked together: DCG over them, divided by the ideal DCG."""
     total = 0.0
     seen = data.binary.tocsr()
+    held = data.valid_sets
     for start in range(0, len(data.users), batch):
         users = np.arange(start, min(start + batch, len(data.users)))
         scores = np.asarray(model.score_all(users, "valid"))
         if data.cold.any() and not getattr(model, "cold_start", False):
             scores = scores.copy()
             scores[:, data.cold] = -np.inf
-        p = scores[np.arange(len(users)), data.valid[users]]
-        greater = (scores > p[:, None]).sum(1).astype(np.float64)
-        equal = (scores == p[:, None]).sum(1).astype(np.float64)
+        v = held[users]
+        owner = np.repeat(np.arange(len(users)), np.diff(v.indptr))  # one row per (user, validation item)
+        p = scores[owner, v.indices]
+        rows_of = scores if len(p) == len(users) else scores[owner]  # one item each: the pairs are the users
+        greater = (rows_of > p[:, None]).sum(1).astype(np.float64)
+        equal = (rows_of == p[:, None]).sum(1).astype(np.float64)
         sub = seen[users]
-        rows = np.repeat(np.arange(len(users)), np.diff(sub.indptr))
-        mine = scores[rows, sub.indices]  # training items never compete with the validation item
-        greater -= np.bincount(rows, weights=mine > p[rows], minlength=len(users))
-        equal -= np.bincount(rows, weights=mine == p[rows], minlength=len(users))
-        total += float(ndcg(1.0 + greater + (equal - 1) / 2.0, 10).sum())
+        counts = np.diff(sub.indptr)[owner]  # each pair's user's training items never compete with it
+        pair = np.repeat(np.arange(len(p)), counts)
+        at = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(sub.indptr[owner], counts)
+        mine = scores[owner[pair], sub.indices[at]]
+        greater -= np.bincount(pair, weights=mine > p[pair], minlength=len(p))
+        equal -= np.bincount(pair, weights=mine == p[pair], minlength=len(p))
+        dcg = np.bincount(owner, weights=ndcg(1.0 + greater + (equal - 1) / 2.0, 10), minlength=len(users))
+        total += float((dcg / ideal_dcg(np.diff(v.indptr), 10)).sum())
     return total / len(data.users)

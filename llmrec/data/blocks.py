@@ -237,6 +237,7 @@ def read_all(src: Source, ds: Dataset, split: Split | None, history_len: int, on
         part = read_block(src, block, ds, split, history_len, on_unknown)
         job.queries += part.queries
         job.positives.update(part.positives)
+        job.more.update(part.more)
         job.missed |= part.missed
         for what, n in part.skipped.items():
             job.count(what, n)

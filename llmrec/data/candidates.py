@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from llmrec.data.split import Split, natural_key, train_item_counts
-from llmrec.errors import DataError
+from llmrec.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,11 @@ class CandidateList:
     positive: str | None  # None for production ranking jobs with no known target
     candidates: tuple[str, ...]
     missed: str | None = None  # retrieved lists: the held-out item the retriever did not find
+    more: tuple[str, ...] = ()  # ratio split: the user's other held-out items (ranked with `positive`)
+
+    @property
+    def positives(self) -> tuple[str, ...]:
+        return () if self.positive is None else (self.positive, *self.more)
 
 
 @dataclass
@@ -79,6 +84,8 @@ class CandidateSet:
                 rec = {"user_id": c.user_id, "positive": c.positive, "candidates": list(c.candidates)}
                 if c.missed is not None:
                     rec["missed"] = c.missed
+                if c.more:
+                    rec["more_positives"] = list(c.more)
                 f.write(json.dumps(rec) + "\n")
         tmp.replace(path)
 
@@ -121,13 +128,17 @@ def parse_list(line: str, where: str) -> CandidateList:
 def list_record(r: Any, where: str) -> CandidateList:
     """A parsed candidate-file record, checked (candidates unique, the positive among them)."""
     try:
-        c = CandidateList(str(r["user_id"]), r["positive"], tuple(str(x) for x in r["candidates"]), r.get("missed"))
+        c = CandidateList(str(r["user_id"]), r["positive"], tuple(str(x) for x in r["candidates"]), r.get("missed"),
+                          tuple(str(x) for x in r.get("more_positives", ())))
     except (KeyError, TypeError) as e:
         raise DataError(f"{where}: malformed record ({e!r})") from None
     if len(set(c.candidates)) != len(c.candidates):
         raise DataError(f"{where}: user {c.user_id!r} has duplicate candidates")
-    if c.positive is not None and c.positive not in c.candidates:
-        raise DataError(f"{where}: positive {c.positive!r} is not among the candidates")
+    if c.more and (c.positive is None or len(set(c.positives)) != len(c.positives)):
+        raise DataError(f"{where}: user {c.user_id!r}: \"more_positives\" needs a \"positive\" and distinct items")
+    for p in c.positives:
+        if p not in c.candidates:
+            raise DataError(f"{where}: positive {p!r} is not among the candidates")
     return c
 
 
@@ -164,8 +175,12 @@ def build(split: Split, kind: str, n: int, seed: int, stage: str, texts: dict[st
     Negatives are items the user never interacted with (in any part of the split; for `window`,
     only the last `window` history items are excluded) and, on a cold-start split, warm items only;
     the positive is the user's `stage` target and appears exactly once; list order is shuffled
-    for sampled/pop/window/bm25. `bm25` needs each item's text (`texts`).
+    for sampled/pop/window/bm25. `bm25` needs each item's text (`texts`). Users with several
+    held-out items (a ratio split) get `full` lists with all of them; the other kinds refuse them.
     """
+    if kind != "full" and split.ratio:
+        raise ConfigError(f"{kind} candidates hold one held-out item per list; a ratio split (split.ratio="
+                          f"{split.ratio!r}) holds out several per user: use candidates.kinds=['full']")
     universe = sorted({i for s in split for i in s.items}, key=natural_key)
     index = {i: k for k, i in enumerate(universe)}
     rng = _rng(seed, kind, stage)
@@ -178,16 +193,20 @@ def build(split: Split, kind: str, n: int, seed: int, stage: str, texts: dict[st
     cs = CandidateSet(kind, None if kind == "full" else n, seed, stage, split.dataset_hash)
     cold = [index[i] for i in split.cold_items if i in index]
     for s in split.evaluated(stage):
+        if kind == "full":  # every item the user never interacted with, and their held-out item(s)
+            held = s.targets(stage)
+            seen = np.zeros(len(universe), dtype=bool)
+            seen[[index[i] for i in s.items]] = True
+            seen[cold] = True
+            ids = np.sort(np.append(np.flatnonzero(~seen), [index[i] for i in held]))
+            cs.lists.append(CandidateList(s.user_id, held[0], tuple(universe[k] for k in ids), more=held[1:]))
+            continue
         pos = s.target(stage)
         seen = np.zeros(len(universe), dtype=bool)
         excluded = s.history(stage, window) + (pos,) if kind == "window" else s.items
         seen[[index[i] for i in excluded]] = True
         seen[cold] = True  # never a negative (no-op on splits without cold items)
         pool = np.flatnonzero(~seen)
-        if kind == "full":
-            ids = np.sort(np.append(pool, index[pos]))
-            cs.lists.append(CandidateList(s.user_id, pos, tuple(universe[k] for k in ids)))
-            continue
         if len(pool) < n - 1:
             raise DataError(f"user {s.user_id!r} has only {len(pool)} unseen items, fewer than the "
                             f"{n - 1} negatives candidates.n={n} needs")

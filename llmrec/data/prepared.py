@@ -34,8 +34,10 @@ def _split_fields(split: SplitConfig) -> dict[str, Any]:
     fields = {k: v for k, v in to_dict(split).items() if k not in RUN_TIME_SPLIT_KEYS}
     if not fields["cold_items"]:
         del fields["cold_items"]  # off: recorded as folders prepared before the option existed
-    if fields["method"] == "leave-one-out":
+    if fields["method"] != "global-time":
         del fields["cut"]  # read by global-time only
+    if fields["method"] != "ratio":
+        del fields["ratio"]  # read by ratio only
     return fields
 
 

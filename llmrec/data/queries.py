@@ -40,6 +40,7 @@ class Job:
     source_sha256: str
     skipped: dict[str, int] = field(default_factory=dict)
     missed: set[str] = field(default_factory=set)  # users whose held-out item a retriever missed
+    more: dict[str, tuple[str, ...]] = field(default_factory=dict)  # ratio split: each user's other held-out items
     stage: str = "test"  # the target the histories lead to (a candidate file's stage; "test" for an input file)
 
     def count(self, what: str, n: int = 1) -> None:
@@ -165,6 +166,8 @@ def candidate_record(job: Job, split: Split, ds: Dataset, history_len: int, on_u
     """Add one candidate-file user to `job`, with the history that leads to the file's stage."""
     history = split[c.user_id].events(ds, job.stage, history_len)
     _add(job, ds, on_unknown, c.user_id, history, list(c.candidates), c.positive, where)
+    if c.more:
+        job.more[c.user_id] = c.more
     if c.missed is not None:
         job.missed.add(c.user_id)
 

@@ -1,4 +1,4 @@
-"""Chronological splits: leave-one-out (per user) and global time (one cut date for everyone).
+"""Chronological splits: leave-one-out and ratio (per user), global time (one cut date for everyone).
 
 Each user's interactions are put in time order; interactions with the same timestamp are ordered
 by the tie-break. "hash" (the default) orders them by a seeded, platform-stable hash of
@@ -9,6 +9,13 @@ whose order within a second is meaningful. Never item id, which leaks the catalo
 Each item appears once per user, at its latest occurrence (earlier repeats are dropped and
 counted), so a held-out item is never also in that user's history. The last item is the test
 target, the one before it the validation target, the rest is training history.
+
+Ratio (`by_ratio`, e.g. 8:1:1, RecBole's "RO" order): each user's distinct items in time order are
+cut by share: the last ~10% are test targets, the ~10% before them validation targets, the rest
+training history. Each part keeps at least one item (so a user needs 3), and part sizes are rounded
+to the nearest item. Several held-out items per user are ranked together among the full catalogue
+(multi-positive metrics, see `llmrec.eval.metrics`); steps that rank one held-out item per user
+(sampled lists, retrieval, the LLM training validation) refuse such users with a clear error.
 
 Global time (`global_time`, the "timeline" protocol): one cut time for all users, so no model
 trains on anything that happened after a test event. A user's sequence is their items before the
@@ -38,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from llmrec.config import parse_ratio
 from llmrec.data.dataset import Dataset, Interaction
 from llmrec.errors import ConfigError, DataError
 
@@ -52,31 +60,49 @@ def natural_key(s: str) -> tuple[int, int | str]:
 
 @dataclass(frozen=True)
 class UserSequence:
-    """One user's items in time order; the last is test, the second-to-last validation."""
+    """One user's items in time order: training history, then `n_valid` validation targets, then
+    `n_test` test targets (one each, except on a ratio split)."""
 
     user_id: str
     items: tuple[str, ...]
     ratings: tuple[float, ...]
     timestamps: tuple[float, ...]
+    n_valid: int = 1
+    n_test: int = 1
+
+    @property
+    def n_train(self) -> int:
+        return len(self.items) - self.n_valid - self.n_test
 
     @property
     def test(self) -> str:
-        return self.items[-1]
+        return self.target("test")
 
     @property
     def valid(self) -> str:
-        return self.items[-2]
+        return self.target("valid")
 
     @property
     def train(self) -> tuple[str, ...]:
-        return self.items[:-2]
+        return self.items[:self.n_train]
+
+    def targets(self, stage: str) -> tuple[str, ...]:
+        """Every held-out item of `stage`, oldest first."""
+        start = self.n_train if stage == "valid" else self.n_train + self.n_valid
+        return self.items[start:start + (self.n_valid if stage == "valid" else self.n_test)]
 
     def target(self, stage: str) -> str:
-        return self.test if stage == "test" else self.valid
+        """The one held-out item of `stage`; an error for a user with several (a ratio split)."""
+        held = self.targets(stage)
+        if len(held) != 1:
+            raise DataError(f"user {self.user_id!r} has {len(held)} held-out {stage} items (a ratio split); this "
+                            "step ranks one held-out item per user: evaluate on full candidates "
+                            "(full.test), or prepare a leave-one-out or global-time split")
+        return held[0]
 
     def history_range(self, stage: str, max_len: int | None = None) -> range:
-        """Indices of the history seen when predicting `stage`'s target, oldest first."""
-        end = len(self.items) - (1 if stage == "test" else 2)
+        """Indices of the history seen when predicting `stage`'s target(s), oldest first."""
+        end = self.n_train + (self.n_valid if stage == "test" else 0)
         start = 0 if max_len is None else max(0, end - max_len)
         return range(start, end)
 
@@ -105,6 +131,7 @@ class Split:
     method: str = "leave-one-out"
     cut: float | None = None  # global-time: the cut, Unix seconds (items at or after it are "after")
     train_only: frozenset[str] = frozenset()  # global-time: users with no test target (train and validate only)
+    ratio: str = ""  # ratio split: the train:valid:test shares it was cut with
 
     def __iter__(self) -> Iterator[UserSequence]:
         return iter(self.users.values())
@@ -126,10 +153,16 @@ class Split:
         if self.cut is not None:
             meta["cut"] = self.cut
             meta["train_only"] = sorted(self.train_only, key=natural_key)
+        if self.ratio:
+            meta["ratio"] = self.ratio
         with open(path, "w") as f:
             f.write(json.dumps({"meta": meta}) + "\n")
-            f.writelines(json.dumps({"user_id": s.user_id, "items": list(s.items), "ratings": list(s.ratings),
-                                    "timestamps": list(s.timestamps)}) + "\n" for s in self)
+            for s in self:
+                rec = {"user_id": s.user_id, "items": list(s.items), "ratings": list(s.ratings),
+                       "timestamps": list(s.timestamps)}
+                if (s.n_valid, s.n_test) != (1, 1):
+                    rec["held_out"] = [s.n_valid, s.n_test]
+                f.write(json.dumps(rec) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> Split:
@@ -141,13 +174,15 @@ class Split:
                 meta = json.loads(f.readline())["meta"]
                 for n, line in enumerate(f, 2):
                     r = json.loads(line)
+                    n_valid, n_test = r.get("held_out", (1, 1))
                     users[r["user_id"]] = UserSequence(r["user_id"], tuple(r["items"]), tuple(r["ratings"]),
-                                                       tuple(r["timestamps"]))
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                                                       tuple(r["timestamps"]), n_valid, n_test)
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
                 raise DataError(f"{path}: malformed split file ({e})") from None
         return cls(users, meta["dataset_hash"], meta.get("skipped_users", 0), meta.get("repeats_dropped", 0),
                    meta.get("tie_break", "file"), meta.get("seed", 0), frozenset(meta.get("cold_items", ())),
-                   meta.get("method", "leave-one-out"), meta.get("cut"), frozenset(meta.get("train_only", ())))
+                   meta.get("method", "leave-one-out"), meta.get("cut"), frozenset(meta.get("train_only", ())),
+                   meta.get("ratio", ""))
 
     def evaluated(self, stage: str) -> Iterator[UserSequence]:
         """The users with a `stage` target: every user, except the train-only ones at test."""
@@ -192,6 +227,29 @@ def leave_one_out(dataset: Dataset, tie_break: str = "hash", seed: int = 0) -> S
             continue
         users[u] = _sequence(u, g)
     return Split(users, dataset.fingerprint(), skipped, int(repeat.sum()), tie_break, seed)
+
+
+def held_out_sizes(n: int, shares: tuple[float, float, float]) -> tuple[int, int]:
+    """(validation, test) item counts for a user with `n` >= 3 items: each share of `n` rounded to the
+    nearest item (halves up), at least 1 each, and at least 1 training item left (taken from the larger part)."""
+    n_valid, n_test = (max(1, int(n * x + 0.5)) for x in shares[1:])  # halves round up
+    while n - n_valid - n_test < 1:
+        if n_test >= n_valid:
+            n_test -= 1
+        else:
+            n_valid -= 1
+    return n_valid, n_test
+
+
+def by_ratio(dataset: Dataset, ratio: str = "8:1:1", tie_break: str = "hash", seed: int = 0) -> Split:
+    """The per-user ratio split: each user's last items (by share) are test targets, the ones before
+    them validation targets; users with fewer than 3 distinct items are skipped and counted."""
+    shares = parse_ratio(ratio)
+    loo = leave_one_out(dataset, tie_break, seed)
+    users = {u: UserSequence(u, s.items, s.ratings, s.timestamps, *held_out_sizes(len(s.items), shares))
+             for u, s in loo.users.items()}
+    return Split(users, loo.dataset_hash, loo.skipped_users, loo.repeats_dropped, tie_break, seed,
+                 method="ratio", ratio=str(ratio))
 
 
 def cut_time(dataset: Dataset, cut: str) -> float:

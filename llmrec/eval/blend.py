@@ -73,6 +73,9 @@ def load_scored(path: str | Path) -> ScoredRun:
     for r in rows:
         if "candidates" not in r or "scores" not in r:
             raise DataError(f"{path / runs.RANKS}: user {r['user_id']!r} has no candidates and scores to blend")
+        if r.get("positives"):
+            raise DataError(f"{path / runs.RANKS}: user {r['user_id']!r} has {len(r['positives'])} held-out items (a "
+                            "ratio split); blend weighs runs on one held-out item per user")
         u = UserScores(list(r["candidates"]), np.asarray(r["scores"], dtype=np.float64), r.get("positive"),
                        bool(r.get("missed")))
         if len(u.candidates) != len(u.scores) or len(set(u.candidates)) != len(u.candidates):

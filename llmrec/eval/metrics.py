@@ -1,19 +1,22 @@
-"""Ranking metrics for one held-out item, and their means over a run's users.
+"""Ranking metrics for a user's held-out item(s), and their means over a run's users.
 
-For a held-out item at rank r: HR@K = 1[r <= K], NDCG@K = 1/log2(r+1) if r <= K else 0,
-MRR = 1/r. Ties get the expected rank: the mean of the optimistic and pessimistic rank (a model
-cannot gain from ties, whatever order the candidates come in).
+For one held-out item at rank r: HR@K = Recall@K = 1[r <= K], NDCG@K = 1/log2(r+1) if r <= K else
+0, MRR = 1/r. Ties get the expected rank: the mean of the optimistic and pessimistic rank (a model
+cannot gain from ties, whatever order the candidates come in). With several held-out items T (a
+ratio split), each ranked among all candidates, the other held-out items included: HR@K = 1 if any
+is in the top K, Recall@K = |hits in the top K| / |T|, NDCG@K = the DCG of the hits divided by the
+ideal DCG of min(K, |T|) hits, MRR = 1 / the best rank (RecBole's definitions).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 KS = (1, 5, 10)
-METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
+METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR", "Recall@5", "Recall@10")
 
 
 def expected_rank(scores: np.ndarray, positive: int) -> float:
@@ -40,13 +43,25 @@ def ndcg(rank: np.ndarray | float, k: int) -> np.ndarray:
     return np.where(rank <= k, 1.0 / np.log2(rank + 1.0), 0.0)
 
 
-def user_metrics(rank: float) -> dict[str, float]:
+def ideal_dcg(n: np.ndarray | int, k: int) -> np.ndarray:
+    """The DCG@k of `n` held-out items ranked first: the normaliser of multi-item NDCG."""
+    gains = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))
+    return gains[np.minimum(np.asarray(n), k) - 1]
+
+
+def user_metrics(rank: float | Sequence[float]) -> dict[str, float]:
+    """Every metric of one user from the expected rank of their held-out item, or the ranks of all
+    of their held-out items."""
+    ranks = np.atleast_1d(np.asarray(rank, dtype=np.float64))  # None (not in a generated list): never a hit
+    ranks = np.where(np.isnan(ranks), np.inf, ranks)
     out: dict[str, float] = {}
     for k in KS:
-        out[f"HR@{k}"] = float(rank <= k)
+        out[f"HR@{k}"] = float((ranks <= k).any())
     for k in (5, 10):
-        out[f"NDCG@{k}"] = float(ndcg(rank, k))
-    out["MRR"] = 1.0 / rank
+        out[f"NDCG@{k}"] = float(ndcg(ranks, k).sum() / ideal_dcg(len(ranks), k))
+    out["MRR"] = 1.0 / float(ranks.min())
+    for k in (5, 10):
+        out[f"Recall@{k}"] = float((ranks <= k).mean())
     return out
 
 
@@ -67,6 +82,8 @@ def user_rows_metrics(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]
     for r in rows:
         if r.get("missed"):
             out[r["user_id"]] = {k: 0.0 for k in METRICS}
+        elif r.get("ranks") is not None:
+            out[r["user_id"]] = user_metrics(r["ranks"])
         elif r.get("rank") is not None:
             out[r["user_id"]] = user_metrics(float(r["rank"]))
     return out

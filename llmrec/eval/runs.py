@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -192,16 +193,23 @@ def append_ranks(run_dir: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def rank_row(user_id: str, candidates: list[str], scores: np.ndarray, positive: str | None, top_k: int = 0,
-             missed: bool = False, **extra: Any) -> dict[str, Any]:
+             missed: bool = False, more: Sequence[str] = (), **extra: Any) -> dict[str, Any]:
     """One `ranks.jsonl` row, the same for LLM and classic runs: candidates best first with their
-    scores (the first `top_k`, or all), and the held-out item's expected rank among all of them."""
+    scores (the first `top_k`, or all), and the held-out item's expected rank among all of them.
+    With `more` held-out items (a ratio split) the row also has every held-out item (`positives`)
+    and each one's rank (`ranks`), and `rank` is the best of them."""
     order = np.argsort(-np.asarray(scores, dtype=np.float64), kind="stable")
     if top_k:
         order = order[:top_k]
-    rank = expected_rank(scores, candidates.index(positive)) if positive is not None else None
+    rank = expected_rank(scores, candidates.index(positive)) if positive is not None and not more else None
     row = {"user_id": user_id, "positive": positive, "rank": rank,
            "candidates": [candidates[k] for k in order], "scores": [round(float(scores[k]), 6) for k in order],
            **extra}
+    if more and positive is not None:  # a generated list may lack some held-out items: their rank is None
+        row["positives"] = [positive, *more]
+        row["ranks"] = [expected_rank(scores, candidates.index(p)) if p in candidates else None
+                        for p in row["positives"]]
+        row["rank"] = min((r for r in row["ranks"] if r is not None), default=None)
     if missed:
         row["missed"] = True
     return row

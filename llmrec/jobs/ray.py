@@ -116,9 +116,10 @@ class BlockRanker:
         for start in range(0, len(job.queries), r.batch_users):
             for s in self.scorer.score(job.queries[start:start + r.batch_users]):
                 missed = s.user_id in job.missed
+                more = job.more.get(s.user_id, ())
                 rows.append(runs.rank_row(s.user_id, s.candidates, s.scores, job.positives[s.user_id], r.top_k,
-                                          missed, dropped_history=s.dropped, prompt_tokens=s.prompt_tokens,
-                                          **s.position(None if missed else job.positives[s.user_id])))
+                                          missed, more, dropped_history=s.dropped, prompt_tokens=s.prompt_tokens,
+                                          **s.position(None if missed or more else job.positives[s.user_id])))
         return rows, job
 
 

@@ -170,5 +170,6 @@ def score_file(model: baselines.Recommender, data: baselines.TrainData, cs: Cand
         scores = baselines.scores_of(model, data, users[start:start + 512], cs.stage)
         for c, s_all in zip(chunk, scores):
             s = np.array([s_all[data.item_index[i]] if i in data.item_index else -np.inf for i in c.candidates])
-            rows.append(runs.rank_row(c.user_id, list(c.candidates), s, c.positive, top_k, c.missed is not None))
+            rows.append(runs.rank_row(c.user_id, list(c.candidates), s, c.positive, top_k, c.missed is not None,
+                                      c.more))
     return rows

@@ -22,7 +22,7 @@ from llmrec.config import Config, dump_toml
 from llmrec.data import candidates as cands
 from llmrec.data.loaders import apply_filters, load_raw
 from llmrec.data.prepared import differences, prepare_command, read_record, write_record
-from llmrec.data.split import global_time, hold_out_items, leave_one_out
+from llmrec.data.split import Split, by_ratio, global_time, hold_out_items, leave_one_out
 from llmrec.errors import ConfigError, DataError
 
 
@@ -42,6 +42,35 @@ def format_stats(raw: dict[str, Any], filtered: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def make_split(cfg: Config, dataset) -> Split:
+    """The configured split of the filtered data (an error when it leaves no user to evaluate)."""
+    s = cfg.split
+    if s.method == "global-time":
+        split = global_time(dataset, s.cut, s.tie_break, s.seed)
+    elif s.method == "ratio":
+        split = by_ratio(dataset, s.ratio, s.tie_break, s.seed)
+    else:
+        split = leave_one_out(dataset, s.tie_break, s.seed)
+    if len(split) == len(split.train_only):
+        raise DataError(f"the {s.method} split left no user to evaluate ({len(split.train_only)} train only, "
+                        f"{split.skipped_users} skipped)"
+                        + (f"; split.cut={s.cut!r} may lie outside the log's time range" if split.cut is not None else ""))
+    return split
+
+
+def describe(cfg: Config, split: Split, stats: dict[str, Any]) -> str:
+    """One line on how the users were split."""
+    if split.cut is not None:
+        when = datetime.fromtimestamp(split.cut, UTC).isoformat(timespec="seconds")
+        return (f"global-time split at {when} (split.cut={cfg.split.cut!r}): {len(split) - len(split.train_only)} "
+                f"users with a new item after the cut, {len(split.train_only)} train only, {split.skipped_users} "
+                f"skipped with too few items before the cut")
+    if split.ratio:
+        return (f"ratio split {split.ratio}: {len(split)} users, {stats['held_out_valid_items']} validation and "
+                f"{stats['held_out_test_items']} test items held out ({split.skipped_users} skipped with < 3 items)")
+    return f"leave-one-out split: {len(split)} users ({split.skipped_users} skipped with < 3 interactions)"
+
+
 def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
     out = Path(cfg.out_dir)
     record = read_record(out) if out.is_dir() else None
@@ -57,15 +86,7 @@ def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
     log(f"prepare: {cfg.data.dataset} ({cfg.data.format}) -> {out}")
     raw = load_raw(cfg.data, log)
     dataset = apply_filters(raw, cfg.data)
-    if cfg.split.method == "global-time":
-        split = global_time(dataset, cfg.split.cut, cfg.split.tie_break, cfg.split.seed)
-    else:
-        split = leave_one_out(dataset, cfg.split.tie_break, cfg.split.seed)
-    if len(split) == len(split.train_only):
-        raise DataError(f"the {cfg.split.method} split left no user to evaluate ({len(split.train_only)} train only, "
-                        f"{split.skipped_users} skipped)"
-                        + (f"; split.cut={cfg.split.cut!r} may lie outside the log's time range"
-                           if split.cut is not None else ""))
+    split = make_split(cfg, dataset)
     if cfg.split.cold_items:
         split = hold_out_items(split, cfg.split.cold_items, cfg.split.seed)
     (out / "candidates").mkdir(parents=True, exist_ok=True)
@@ -79,6 +100,9 @@ def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
     stats["skipped_users_lt3"] = split.skipped_users
     stats["repeats_dropped"] = split.repeats_dropped
     stats["dataset_hash"] = split.dataset_hash
+    if split.ratio:
+        stats["held_out_test_items"] = sum(s.n_test for s in split)
+        stats["held_out_valid_items"] = sum(s.n_valid for s in split)
     if split.cold_items:
         stats["cold_items"] = len(split.cold_items)
         stats["cold_test_users"] = sum(s.test in split.cold_items for s in split)
@@ -90,7 +114,12 @@ def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
     files = []
     texts = {i: " ".join([it.title, *it.genres]) for i, it in dataset.items.items()} \
         if "bm25" in cfg.candidates.kinds else None
-    for kind in cfg.candidates.kinds:
+    kinds = cfg.candidates.kinds
+    if split.ratio and kinds != ("full",):  # several held-out items per user: ranked among the whole catalogue
+        log(f"ratio split: the held-out items are ranked among every unseen item (full); candidates.kinds "
+            f"{[k for k in kinds if k != 'full']} hold one held-out item per list and are not built")
+        kinds = ("full",)
+    for kind in kinds:
         for stage in cfg.candidates.stages:
             cs = cands.build(split, kind, cfg.candidates.n, cfg.candidates.seed, stage, texts,
                              cfg.split.history_len, cfg.candidates.include_target)
@@ -104,13 +133,7 @@ def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
     write_record(out, cfg, split.dataset_hash)
     log(f"dataset {dataset.name} ({split.dataset_hash})")
     log(format_stats(stats_raw, stats))
-    if split.cut is not None:
-        when = datetime.fromtimestamp(split.cut, UTC).isoformat(timespec="seconds")
-        how = (f"global-time split at {when} (split.cut={cfg.split.cut!r}): {len(split) - len(split.train_only)} "
-               f"users with a new item after the cut, {len(split.train_only)} train only, {split.skipped_users} "
-               f"skipped with too few items before the cut")
-    else:
-        how = f"leave-one-out split: {len(split)} users ({split.skipped_users} skipped with < 3 interactions)"
+    how = describe(cfg, split, stats)
     log(f"{how}; same-timestamp ties ordered by {split.tie_break} (seed {split.seed}); "
         f"{dataset.duplicate_rows_dropped} exact duplicate rows and {split.repeats_dropped} repeated items dropped")
     if split.cold_items:

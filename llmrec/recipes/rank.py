@@ -131,11 +131,12 @@ def run(cfg: Config, log=print, make_scorer=None) -> RankResult:
 
 def row(s, job: queries.Job, top_k: int) -> dict[str, Any]:
     """A user's ranks row; a generated list that lacks the held-out item counts as a miss."""
-    positive = job.positives[s.user_id]
-    missed = s.user_id in job.missed or (positive is not None and positive not in s.candidates)
-    r = runs.rank_row(s.user_id, s.candidates, s.scores, None if missed else positive, top_k, missed,
+    positive, more = job.positives[s.user_id], job.more.get(s.user_id, ())
+    held = () if positive is None else (positive, *more)
+    missed = s.user_id in job.missed or (bool(held) and not any(p in s.candidates for p in held))
+    r = runs.rank_row(s.user_id, s.candidates, s.scores, None if missed else positive, top_k, missed, more,
                       dropped_history=s.dropped, prompt_tokens=s.prompt_tokens,
-                      **s.position(None if missed else positive))
+                      **s.position(None if missed or more else positive))
     r["positive"] = positive
     return r
 

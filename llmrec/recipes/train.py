@@ -283,7 +283,7 @@ def load_adapted(cfg: Config, tokenizer, path: str, targets: str, log=print):
 
 
 def validator(cfg: Config, template, tokenizer, ds, queries: list, positives: dict, stage: str):
-    """Mean NDCG@10 of the validation item on the validation candidate lists, ranked by the very
+    """Mean NDCG@10 of the validation item(s) on the validation candidate lists, ranked by the very
     scorer `llmrec rank` uses, on the model being trained. Under data parallelism each process
     scores its own share of the users (every user exactly once) and the sums are added up."""
     import torch
@@ -306,7 +306,8 @@ def validator(cfg: Config, template, tokenizer, ds, queries: list, positives: di
         total = 0.0
         for k in range(0, len(mine), 4):
             for s in ranker.score(mine[k:k + 4]):
-                total += user_metrics(expected_rank(s.scores, s.candidates.index(positives[s.user_id])))["NDCG@10"]
+                ranks = [expected_rank(s.scores, s.candidates.index(p)) for p in positives[s.user_id]]
+                total += user_metrics(ranks)["NDCG@10"]
         m.train(was_training)
         sums = torch.tensor([total, len(mine)], dtype=torch.float64, device=state.device)
         if split:
@@ -372,7 +373,7 @@ def run(cfg: Config, log=print) -> TrainResult:
     _, vcands = prepared.candidates(t.valid_candidates)
     queries = [UserQuery(c.user_id, split[c.user_id].events(ds, vcands.stage, history_len), list(c.candidates))
                for c in vcands.lists[: t.valid_users]]
-    positives = {c.user_id: c.positive for c in vcands.lists}
+    positives = {c.user_id: c.positives for c in vcands.lists}  # several on a ratio split (full.valid)
     held = {q.user_id for q in queries} if targets == "valid" else None  # never train on a validation target
 
     with procs.main_process_first():  # under `accelerate launch`, one process builds the cache

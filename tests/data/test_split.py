@@ -242,5 +242,5 @@ def test_split_cut_setting_reads_dates_and_numbers_as_one_text():
     assert load_config(None, ["split.cut=1998-03-01"]).split.cut == "1998-03-01"  # a TOML date
     assert load_config(None, ["split.cut=1998-03-01T10:00:00"]).split.cut == "1998-03-01T10:00:00"
     assert load_config(None, ["split.cut=0.8"]).split.cut == "0.8" == load_config(None, ['split.cut="0.8"']).split.cut
-    with pytest.raises(ConfigError, match=r"split.method: expected one of leave-one-out, global-time; got 'ratio'"):
-        load_config(None, ["split.method=ratio"])
+    with pytest.raises(ConfigError, match=r"split.method: expected one of leave-one-out, ratio, global-time; got 'rat'"):
+        load_config(None, ["split.method=rat"])

@@ -18,7 +18,8 @@ def test_expected_rank_with_and_without_ties():
 
 def test_user_metrics_by_hand():
     m = user_metrics(1.0)
-    assert m == {"HR@1": 1.0, "HR@5": 1.0, "HR@10": 1.0, "NDCG@5": 1.0, "NDCG@10": 1.0, "MRR": 1.0}
+    assert m == {"HR@1": 1.0, "HR@5": 1.0, "HR@10": 1.0, "NDCG@5": 1.0, "NDCG@10": 1.0, "MRR": 1.0,
+                 "Recall@5": 1.0, "Recall@10": 1.0}
     m = user_metrics(3.0)
     assert m["HR@1"] == 0.0 and m["HR@5"] == 1.0
     assert m["NDCG@5"] == pytest.approx(0.5)  # 1/log2(4)
