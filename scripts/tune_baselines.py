@@ -5,9 +5,10 @@ point is fitted once (seed 0) on the training part of the ML-100K leave-one-out 
 validation NDCG@10 (full ranking over the items the user has not seen in training: the signal the
 trained models early-stop on). The best point per model is printed last; the defaults in
 `llmrec/baselines/*.py` are this script's choices (BPR's: the best mean over ML-100K and
-ml-latest-small, `--data format=parquet path=<converted folder> dataset=ml-latest-small`).
+ml-latest-small, `--data format=parquet path=<converted folder> dataset=ml-latest-small`;
+MF's likewise).
 
-    python scripts/tune_baselines.py [--models bpr als ease neumf sasrec] [--threads 1] [--data KEY=VALUE ...]
+    python scripts/tune_baselines.py [--models mf bpr als ease neumf sasrec] [--threads 1] [--data KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import time
 
 GRIDS: dict[str, list[dict]] = {
+    "mf": [{"unrated": k, "learning_rate": lr} for k in (0, 1, 4) for lr in (0.01, 0.03)],
     "bpr": [{"learning_rate": lr, "weight_decay": wd} for lr in (0.005, 0.01, 0.02) for wd in (0.01, 0.001)],
     "als": [{"weight_decay": reg, "alpha": a} for reg in (0.01, 0.1, 1.0) for a in (1.0, 2.0, 5.0, 10.0, 40.0)],
     "ease": [{"weight_decay": lam} for lam in (50.0, 100.0, 200.0, 500.0, 1000.0)],

@@ -51,8 +51,11 @@ def test_bpr_beats_popularity_and_mf_learns_ratings(ml100k_split):
     assert bpr.history[bpr.best_epoch - 1] == max(bpr.history)  # best epoch's parameters kept
     assert full_valid_ndcg10(bpr, data) == pytest.approx(max(bpr.history))
     assert max(bpr.history) > 1.5 * pop
-    mf = make("mf", seed=0, epochs=10, patience=10).fit(data)
-    # Rating MF predicts held-out validation ratings better than the global mean.
+    mf = make("mf", seed=0, epochs=10, patience=10, unrated=0).fit(data)
+    # Rating MF predicts held-out validation ratings better than the global mean, and ranks below popularity;
+    # with unrated items fitted to 0 (the default) it learns which items a user rates and ranks above it.
+    assert full_valid_ndcg10(mf, data) < pop
+    assert max(make("mf", seed=0, epochs=8).fit(data).history) > 1.3 * pop
     users = np.arange(len(data.users))
     pred = mf.score_all(users)[users, data.valid]
     truth = np.array([s.ratings[-2] for s in ml100k_split])
