@@ -83,7 +83,11 @@ def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
                               f"orphan its runs: prepare another out_dir, or replace it with "
                               f"`{prepare_command(cfg, force=True)}`")
 
-    log(f"prepare: {cfg.data.dataset} ({cfg.data.format}) -> {out}")
+    from llmrec.data.sources import fetch as sources
+
+    d = cfg.data  # a registered download is read by its own converter, whatever data.format says
+    registered = not d.path and sources.is_registered(d.dataset) and not sources.get(d.dataset).extra.get("embedded")
+    log(f"prepare: {d.dataset} ({'registered' if registered else d.format}) -> {out}")
     raw = load_raw(cfg.data, log)
     dataset = apply_filters(raw, cfg.data)
     split = make_split(cfg, dataset)
