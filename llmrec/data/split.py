@@ -313,6 +313,9 @@ def hold_out_items(split: Split, share: float, seed: int) -> Split:
     """
     if not 0 < share < 1:
         raise ConfigError(f"split.cold_items: the share of items held out must be in (0, 1); got {share}")
+    if split.ratio:
+        raise ConfigError("split.cold_items holds out one test item per user; it does not combine with "
+                          "split.method=ratio")
     universe = sorted({i for s in split for i in s.items}, key=natural_key)
     rng = np.random.default_rng([seed, zlib.crc32(b"cold-items")])
     chosen = rng.choice(len(universe), size=max(1, round(share * len(universe))), replace=False)

@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from llmrec.config import DataConfig, SplitConfig, load_config
+from llmrec.config import DataConfig, SplitConfig, load_config, parse_ratio
 from llmrec.data import candidates as cands
 from llmrec.data.loaders import load_recbole
-from llmrec.data.split import Split, by_ratio, held_out_sizes, leave_one_out, parse_ratio
+from llmrec.data.split import Split, by_ratio, held_out_sizes, hold_out_items, leave_one_out
 from llmrec.errors import ConfigError, DataError
 from tests.conftest import write_recbole
 
@@ -50,6 +50,8 @@ def test_ratio_split_holds_out_the_last_items_by_share(tiny, tmp_path):
     assert u1.history("test", 3) == ("16", "17", "18")
     with pytest.raises(DataError, match=r"user 'u1' has 2 held-out test items \(a ratio split\).*full.test"):
         _ = u1.test
+    with pytest.raises(ConfigError, match="does not combine with split.method=ratio"):
+        hold_out_items(split, 0.2, 0)
     assert (split["u2"].valid, split["u2"].test) == ("22", "23")  # one each: as leave-one-out
     assert split["u3"].targets("test") == ("30",) and split["u3"].train == ("1",)
     split.save(tmp_path / "split.jsonl")
