@@ -89,7 +89,6 @@ def parse_ratio(ratio: str) -> tuple[float, float, float]:
     return parts[0] / total, parts[1] / total, parts[2] / total
 
 
-
 @dataclass(frozen=True)
 class SplitConfig:
     """Chronological split. leave-one-out: per user, last item test, second-to-last validation, the

@@ -201,11 +201,9 @@ def full_valid_ndcg10(model: Recommender, data: TrainData, batch: int = 512) -> 
         rows_of = scores if len(p) == len(users) else scores[owner]  # one item each: the pairs are the users
         greater = (rows_of > p[:, None]).sum(1).astype(np.float64)
         equal = (rows_of == p[:, None]).sum(1).astype(np.float64)
-        sub = seen[users]
-        counts = np.diff(sub.indptr)[owner]  # each pair's user's training items never compete with it
-        pair = np.repeat(np.arange(len(p)), counts)
-        at = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(sub.indptr[owner], counts)
-        mine = scores[owner[pair], sub.indices[at]]
+        sub = seen[users] if len(p) == len(users) else seen[users[owner]]  # each pair's user's training items
+        pair = np.repeat(np.arange(len(p)), np.diff(sub.indptr))
+        mine = scores[owner[pair], sub.indices]  # training items never compete with a validation item
         greater -= np.bincount(pair, weights=mine > p[pair], minlength=len(p))
         equal -= np.bincount(pair, weights=mine == p[pair], minlength=len(p))
         dcg = np.bincount(owner, weights=ndcg(1.0 + greater + (equal - 1) / 2.0, 10), minlength=len(users))

@@ -331,10 +331,18 @@ def load_raw(cfg: DataConfig, log=print) -> Dataset:
     its registered format names (`data.format`)."""
     from llmrec.data.sources import fetch as sources
 
-    if not cfg.path and sources.is_registered(cfg.dataset) and not sources.get(cfg.dataset).extra.get("embedded"):
+    if registered_download(cfg):
         noun = "" if cfg.item_noun == DataConfig.item_noun else cfg.item_noun
         return sources.load(cfg.dataset, noun, log=log)
     return FORMATS.get(cfg.format)(cfg, log)
+
+
+def registered_download(cfg: DataConfig) -> bool:
+    """Whether `cfg` names a registered dataset that is downloaded and read by its own converter
+    (no `data.path`; not the embedded ML-100K), whatever `data.format` says."""
+    from llmrec.data.sources import fetch as sources
+
+    return not cfg.path and sources.is_registered(cfg.dataset) and not sources.get(cfg.dataset).extra.get("embedded")
 
 
 def apply_filters(ds: Dataset, cfg: DataConfig) -> Dataset:

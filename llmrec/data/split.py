@@ -13,9 +13,9 @@ target, the one before it the validation target, the rest is training history.
 Ratio (`by_ratio`, e.g. 8:1:1, RecBole's "RO" order): each user's distinct items in time order are
 cut by share: the last ~10% are test targets, the ~10% before them validation targets, the rest
 training history. Each part keeps at least one item (so a user needs 3), and part sizes are rounded
-to the nearest item. Several held-out items per user are ranked together among the full catalogue
-(multi-positive metrics, see `llmrec.eval.metrics`); steps that rank one held-out item per user
-(sampled lists, retrieval, the LLM training validation) refuse such users with a clear error.
+to the nearest item (halves up). Several held-out items per user are ranked together among the full
+catalogue (multi-item metrics, see `llmrec.eval.metrics`); steps that rank one held-out item per
+list (sampled lists, retrieval, blends, cold items) refuse such users with a clear error.
 
 Global time (`global_time`, the "timeline" protocol): one cut time for all users, so no model
 trains on anything that happened after a test event. A user's sequence is their items before the
@@ -88,8 +88,9 @@ class UserSequence:
 
     def targets(self, stage: str) -> tuple[str, ...]:
         """Every held-out item of `stage`, oldest first."""
-        start = self.n_train if stage == "valid" else self.n_train + self.n_valid
-        return self.items[start:start + (self.n_valid if stage == "valid" else self.n_test)]
+        if stage == "test":
+            return self.items[len(self.items) - self.n_test:]
+        return self.items[self.n_train:self.n_train + self.n_valid]
 
     def target(self, stage: str) -> str:
         """The one held-out item of `stage`; an error for a user with several (a ratio split)."""

@@ -20,7 +20,7 @@ from typing import Any
 
 from llmrec.config import Config, dump_toml
 from llmrec.data import candidates as cands
-from llmrec.data.loaders import apply_filters, load_raw
+from llmrec.data.loaders import apply_filters, load_raw, registered_download
 from llmrec.data.prepared import differences, prepare_command, read_record, write_record
 from llmrec.data.split import Split, by_ratio, global_time, hold_out_items, leave_one_out
 from llmrec.errors import ConfigError, DataError
@@ -83,11 +83,7 @@ def run(cfg: Config, log=print, force: bool = False) -> PrepareResult:
                               f"orphan its runs: prepare another out_dir, or replace it with "
                               f"`{prepare_command(cfg, force=True)}`")
 
-    from llmrec.data.sources import fetch as sources
-
-    d = cfg.data  # a registered download is read by its own converter, whatever data.format says
-    registered = not d.path and sources.is_registered(d.dataset) and not sources.get(d.dataset).extra.get("embedded")
-    log(f"prepare: {d.dataset} ({'registered' if registered else d.format}) -> {out}")
+    log(f"prepare: {cfg.data.dataset} ({'registered' if registered_download(cfg.data) else cfg.data.format}) -> {out}")
     raw = load_raw(cfg.data, log)
     dataset = apply_filters(raw, cfg.data)
     split = make_split(cfg, dataset)
